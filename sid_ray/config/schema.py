@@ -1,0 +1,203 @@
+"""The configuration tree. Every number a user may change is a field here, with a docstring.
+
+Defaults reproduce shared/SID.md section 7 where it gives one; `validate()` checks what types
+alone cannot, and its errors name the dotted field path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from sid_ray.config.fields import option, section
+
+
+class ConfigError(ValueError):
+    """A user's configuration is invalid; the message names the field and what would fix it."""
+
+
+def _require(ok: bool, path: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: {message}")
+
+
+@dataclass
+class LoraConfig:
+    mode: Literal["full", "lora", "shared_base"] = option(
+        "full",
+        "full: F and G are full copies of T; lora: LoRA adapters on separate F and G copies; "
+        "shared_base: one frozen base with two LoRA adapters (T = base with adapters off)",
+    )
+    rank: int = option(64, "LoRA rank")
+    alpha: float = option(64.0, "LoRA alpha (the update is scaled by alpha / rank)")
+    target_modules: list[str] = option([], "module names to adapt; empty = the adapter's default list")
+
+    def validate(self, path: str) -> None:
+        _require(self.rank > 0, f"{path}.rank", f"must be positive, got {self.rank}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = option("gmm-ring", "registered teacher name, e.g. flux-dev, sd35-large, sana-600m, gmm-ring")
+    path: str = option("", "local diffusers folder or hub id of the teacher; empty = the registry's default")
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = option(
+        "float32", "dtype of the networks' weights and compute"
+    )
+    resolution: int = option(512, "image resolution in pixels (DiT teachers)")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
+    lora: LoraConfig = section(LoraConfig, "LoRA and shared-base settings")
+
+    def validate(self, path: str) -> None:
+        _require(bool(self.name), f"{path}.name", "must name a registered teacher")
+        _require(self.resolution > 0, f"{path}.resolution", "must be positive")
+        self.lora.validate(f"{path}.lora")
+
+
+@dataclass
+class SiDConfig:
+    num_steps: int = option(4, "K: the generator's number of steps (k ~ U{1..K} per iteration)")
+    rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
+        "fresh",
+        "noise of roll-out steps after the first: fresh N(0, I), the first z, or DDIM's implied noise",
+    )
+    time_law: Literal["logit_normal", "uniform"] = option("logit_normal", "law of the loss time t")
+    time_law_mean: float = option(math.log(2.0), "logit-normal mean of logit(t) (median t = 2/3)")
+    time_law_std: float = option(1.6, "logit-normal standard deviation of logit(t)")
+    weighting: str = option(
+        "1-t", "generator loss weighting w(t): 1-t, (1-t)^2, 1/t, 1/t^2, (1-t)/t, ((1-t)/t)^2, 1/mean|x_g-xT|"
+    )
+    alpha: float = option(1.0, "alpha of the generator loss (1 for flow teachers)")
+    fake_loss_scale: float = option(1.0, "ls: scale of the fake-score loss")
+    generator_loss_scale: float = option(100.0, "lsg: scale of the generator loss")
+    teacher_guidance: float = option(
+        1.0, "k4: teacher CFG scale in the generator loss (FLUX: guidance embedding)"
+    )
+    fake_guidance_train: float = option(1.0, "k1: fake network CFG scale when it is trained (0 = Zero-CFG)")
+    fake_guidance_eval: float = option(
+        1.0, "k2: fake network CFG scale in the generator loss (< 0 = Anti-CFG)"
+    )
+    generator_guidance: float = option(
+        1.0, "guidance the generator itself runs with (FLUX embedding; 1 = none)"
+    )
+
+    def validate(self, path: str) -> None:
+        from sid_ray.sid.weighting import WEIGHTINGS
+
+        _require(self.num_steps >= 1, f"{path}.num_steps", f"must be >= 1, got {self.num_steps}")
+        _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
+        _require(
+            self.weighting in WEIGHTINGS,
+            f"{path}.weighting",
+            f"unknown {self.weighting!r}; valid: {list(WEIGHTINGS)}",
+        )
+
+    def time_law_params(self) -> dict:
+        if self.time_law == "logit_normal":
+            return {"mean": self.time_law_mean, "std": self.time_law_std}
+        return {}
+
+
+@dataclass
+class OptimConfig:
+    generator_lr: float = option(1e-6, "learning rate of G (SID.md 7: 1e-6 with fp32 master weights)")
+    fake_lr: float = option(1e-6, "learning rate of F")
+    beta1: float = option(0.0, "Adam beta1 (SiD uses 0)")
+    beta2: float = option(0.999, "Adam beta2")
+    eps: float = option(1e-8, "Adam epsilon (1e-4 in pure bf16)")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    grad_clip: float = option(0.0, "clip the gradient norm at this value; 0 = off")
+
+    def validate(self, path: str) -> None:
+        for name in ("generator_lr", "fake_lr", "eps"):
+            _require(getattr(self, name) > 0, f"{path}.{name}", "must be positive")
+        _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{path}.beta1/beta2", "must be in [0, 1)")
+
+
+@dataclass
+class DataConfig:
+    prompts: str = option(
+        "", "prompt source: .txt (one a line), .jsonl ({'prompt': ...}) or .parquet; empty = built-in"
+    )
+    prompt_column: str = option("prompt", "column / key holding the prompt text in jsonl and parquet files")
+    embedding_cache: str = option(
+        "", "folder of cached prompt embeddings (parquet shards); empty = encode on the fly"
+    )
+    shuffle_seed: int = option(0, "seed of the prompt shuffle")
+
+    def validate(self, path: str) -> None:
+        pass
+
+
+@dataclass
+class TrainConfig:
+    total_kimg: float = option(10.0, "length of the run in thousands of generator images")
+    batch_size: int = option(256, "global batch: micro_batch_size x accumulation x workers")
+    micro_batch_size: int = option(8, "images per worker per forward pass")
+    num_workers: int = option(1, "Ray Train workers (one per GPU)")
+    use_gpu: bool = option(False, "one GPU per worker; false runs on CPU with gloo")
+    zero_stage: Literal[2, 3] = option(3, "DeepSpeed ZeRO stage for F and G (the teacher is stage 3)")
+    mixed_precision: Literal["fp32", "bf16"] = option("fp32", "bf16 = bf16 compute with fp32 master weights")
+    checkpoint_every_kimg: float = option(1.0, "write a checkpoint every this many kimg")
+    log_every: int = option(10, "iterations between progress lines and metric logs")
+    seed: int = option(0, "seed of every random stream (noise, k, data order)")
+
+    def validate(self, path: str) -> None:
+        per_step = self.micro_batch_size * self.num_workers
+        _require(self.micro_batch_size > 0, f"{path}.micro_batch_size", "must be positive")
+        _require(self.num_workers > 0, f"{path}.num_workers", "must be positive")
+        _require(
+            self.batch_size % per_step == 0,
+            f"{path}.batch_size",
+            f"{self.batch_size} is not a multiple of micro_batch_size x num_workers = {per_step}",
+        )
+        _require(self.total_kimg > 0, f"{path}.total_kimg", "must be positive")
+
+    @property
+    def accumulation_steps(self) -> int:
+        return self.batch_size // (self.micro_batch_size * self.num_workers)
+
+
+@dataclass
+class EvalConfig:
+    every_kimg: float = option(0.0, "evaluate every this many kimg; 0 = only at the end")
+    num_samples: int = option(1000, "samples for FID and alignment")
+    seed: int = option(1234, "seed of the evaluation noise and prompts")
+
+    def validate(self, path: str) -> None:
+        _require(self.num_samples > 0, f"{path}.num_samples", "must be positive")
+
+
+@dataclass
+class TrackingConfig:
+    mlflow_uri: str = option("", "MLflow tracking URI (sqlite:///... or http://...); empty = no MLflow")
+    experiment: str = option("sid_ray", "MLflow experiment name")
+
+    def validate(self, path: str) -> None:
+        _require(
+            not self.mlflow_uri.startswith(("file:", "/", "./")),
+            f"{path}.mlflow_uri",
+            "MLflow's file store is not supported; use sqlite:///path/mlflow.db or an http:// server",
+        )
+
+
+@dataclass
+class RunConfig:
+    name: str = option("sid", "run name; starting a run with an existing name resumes it")
+    output_dir: str = option("runs", "folder that holds one sub-folder per run")
+    model: ModelConfig = section(ModelConfig, "the teacher and how F and G are built from it")
+    sid: SiDConfig = section(SiDConfig, "the SiD method (shared/SID.md)")
+    optim: OptimConfig = section(OptimConfig, "optimisers of F and G")
+    data: DataConfig = section(DataConfig, "prompt and image data")
+    train: TrainConfig = section(TrainConfig, "training length, batch and distribution")
+    eval: EvalConfig = section(EvalConfig, "evaluation")
+    tracking: TrackingConfig = section(TrackingConfig, "experiment tracking")
+
+    def validate(self, path: str = "") -> None:
+        _require(
+            bool(self.name) and "/" not in self.name,
+            "name",
+            f"must be a plain folder name, got {self.name!r}",
+        )
+        for name in ("model", "sid", "optim", "data", "train", "eval", "tracking"):
+            getattr(self, name).validate(name)

@@ -1,0 +1,60 @@
+"""The exact Gaussian-mixture teacher as a registered adapter ("gmm-ring").
+
+Prompts are class names: "mode 3" conditions on class 3, "" (or "null") is the null condition.
+F and G are label-conditioned MLPs; they start as copies of the teacher only after being fitted
+to its velocity (`sid_ray.train.fit_teacher`), since an MLP cannot be a literal copy of a formula.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.models.adapter import TeacherAdapter
+from sid_ray.models.base import FlowModel
+from sid_ray.models.conditioning import TensorConditioning
+from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
+from sid_ray.models.registry import register
+from sid_ray.models.toy_mlp import LabelMLPVelocity
+
+
+class GaussianMixtureAdapter(TeacherAdapter):
+    name = "gmm-ring"
+
+    def __init__(self, config: ModelConfig | None = None, width: int = 256, depth: int = 4):
+        self.mixture = ring_mixture()
+        self._teacher = ExactMixtureTeacher(self.mixture)
+        self.width, self.depth = width, depth
+
+    @property
+    def teacher(self) -> FlowModel:
+        return self._teacher
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.mixture.dim,)
+
+    def make_trainable_copy(self, role: str) -> FlowModel:
+        return LabelMLPVelocity(self.mixture.dim, self.mixture.num_classes, self.width, self.depth)
+
+    def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
+        return label_conditioning(torch.tensor([self.label_of(p) for p in prompts]), self.mixture.num_classes)
+
+    def label_of(self, prompt: str) -> int:
+        text = prompt.strip().lower()
+        if text in ("", "null"):
+            return self.mixture.num_classes
+        try:
+            word, number = text.split()
+            label = int(number)
+            if word != "mode" or not 0 <= label < self.mixture.num_classes:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"prompt {prompt!r} is not a class of the gmm-ring teacher: use 'mode N' with "
+                f"N in 0..{self.mixture.num_classes - 1}, or '' for the null condition"
+            ) from None
+        return label
+
+
+register("gmm-ring", GaussianMixtureAdapter)

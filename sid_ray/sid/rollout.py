@@ -1,0 +1,71 @@
+"""The K-step generator roll-out (shared/SID.md section 3).
+
+x0_hat = 0; for i < k: t_i = 1 - i/K, x_{t_i} = (1 - t_i) x0_hat + t_i eps_i,
+x0_hat = x_{t_i} - t_i G(x_{t_i}, t_i, c).  Only the last step may carry a gradient.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import torch
+
+from sid_ray.sid.flow import interpolate, x0_from_velocity
+
+NOISE_MODES = ("fresh", "fixed", "ddim")
+
+
+def rollout_times(num_steps: int) -> list[float]:
+    """t_i = 1 - i/K for i = 0..K-1 (1, 0.75, 0.5, 0.25 for K = 4)."""
+    return [1.0 - i / num_steps for i in range(num_steps)]
+
+
+def draw_num_steps(max_steps: int, seed: int, iteration: int) -> int:
+    """k ~ U{1..K}, the same on every rank without communication.
+
+    k is a pure function of (seed, iteration): every rank draws it from its own generator seeded
+    identically, and a resumed run draws the same k at the same iteration.
+    """
+    g = torch.Generator().manual_seed(zlib.crc32(f"sid-k/{seed}/{iteration}".encode()))
+    return int(torch.randint(1, max_steps + 1, (1,), generator=g).item())
+
+
+def rollout(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    z: torch.Tensor,
+    num_steps: int,
+    max_steps: int,
+    noise: str = "fresh",
+    generator: torch.Generator | None = None,
+    grad_last_step: bool = False,
+) -> torch.Tensor:
+    """Run k = `num_steps` steps of the K = `max_steps` step generator from noise z.
+
+    `velocity(x_t, t)` is the generator's (unguided) velocity with the condition bound in;
+    t is passed as a (B,) tensor. Steps before the last never build an autograd graph; the last
+    step does when `grad_last_step` (the G update) and otherwise runs under no_grad too.
+    """
+    if not 1 <= num_steps <= max_steps:
+        raise ValueError(f"num_steps must be in 1..{max_steps}, got {num_steps}")
+    if noise not in NOISE_MODES:
+        raise ValueError(f"unknown roll-out noise {noise!r}; valid: {list(NOISE_MODES)}")
+    times = rollout_times(max_steps)
+    batch = z.shape[0]
+    x0_hat = torch.zeros_like(z)
+    eps, x_t = z, z
+    for i in range(num_steps):
+        t_i = times[i]
+        if i > 0:
+            if noise == "fresh":
+                eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            elif noise == "ddim":
+                # the noise the previous step's x_{t_{i-1}} implies, given its own x0 estimate
+                t_prev = times[i - 1]
+                eps = (x_t - (1 - t_prev) * x0_hat) / t_prev
+            # "fixed" keeps eps = z
+        x_t = interpolate(x0_hat, eps, t_i)
+        t_vec = torch.full((batch,), t_i, device=z.device, dtype=z.dtype)
+        with torch.set_grad_enabled(grad_last_step and i == num_steps - 1):
+            x0_hat = x0_from_velocity(x_t, t_i, velocity(x_t, t_vec))
+    return x0_hat

@@ -1,0 +1,203 @@
+"""One SiD iteration: one fake-score (F) update, then one generator (G) update (SID.md section 4).
+
+`distill_step` is the single step function that both the single-process loop and the Ray Train
+worker call. What differs between them (plain torch optimisers or DeepSpeed engines, gradient
+accumulation, sharding) hides behind `TrainedNetwork`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from sid_ray.sid.flow import interpolate, x0_from_velocity
+from sid_ray.sid.guidance import Conditioning, VelocityModel
+from sid_ray.sid.losses import fake_score_loss, generator_loss
+from sid_ray.sid.rollout import draw_num_steps, rollout
+from sid_ray.sid.weighting import loss_weight
+
+
+class TrainedNetwork(Protocol):
+    """A network with its optimiser: a torch module + Adam, or a DeepSpeed engine."""
+
+    module: VelocityModel
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate one micro-batch's loss (scaled for accumulation by the implementation)."""
+
+    def step(self) -> None:
+        """Called after every micro-batch; steps the optimiser at the accumulation boundary."""
+
+    def frozen(self) -> contextlib.AbstractContextManager:
+        """A context in which the module's parameters take no gradient."""
+
+
+@dataclass(frozen=True)
+class SiDSettings:
+    """The numbers of SID.md sections 3 to 5 that one iteration needs (built from the config)."""
+
+    num_steps: int = 4  # K
+    rollout_noise: str = "fresh"
+    time_law: object = None  # an object with .sample(batch, generator, device) -> t (B,)
+    weighting: str = "1-t"
+    alpha: float = 1.0
+    fake_loss_scale: float = 1.0  # ls
+    generator_loss_scale: float = 100.0  # lsg
+    fake_guidance_train: float = 1.0  # k1
+    fake_guidance_eval: float = 1.0  # k2
+    teacher_guidance: float = 1.0  # k4
+    generator_guidance: float = 1.0
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of conditions, and the key its noise is drawn from.
+
+    `noise_key` names the micro-batch globally within an iteration (rank * accumulation + index),
+    so that one process with accumulation reproduces the noise of several ranks without it.
+    """
+
+    cond: Conditioning
+    batch_size: int
+    noise_key: int = 0
+
+
+def noise_generator(seed: int, iteration: int, noise_key: int, phase: str, device) -> torch.Generator:
+    """A generator for one micro-batch's z, eps and t in one phase ('fake' or 'generator')."""
+    key = zlib.crc32(f"sid-noise/{seed}/{iteration}/{noise_key}/{phase}".encode())
+    return torch.Generator(device=device).manual_seed(key)
+
+
+def _generator_velocity(generator: VelocityModel, cond: Conditioning, scale: float):
+    return lambda x_t, t: generator.guided_velocity(x_t, t, cond, scale)
+
+
+def _noised(x_g, batch, settings, g):
+    eps = torch.randn(x_g.shape, generator=g, device=x_g.device, dtype=x_g.dtype)
+    t = settings.time_law.sample(batch, generator=g, device=x_g.device).to(x_g.dtype)
+    return eps, t, interpolate(x_g, eps, t)
+
+
+def _draw_rollout(generator_module, mb, settings, k, g, latent_shape, device, dtype, grad):
+    z = torch.randn((mb.batch_size, *latent_shape), generator=g, device=device, dtype=dtype)
+    velocity = _generator_velocity(generator_module, mb.cond, settings.generator_guidance)
+    return rollout(velocity, z, k, settings.num_steps, settings.rollout_noise, g, grad_last_step=grad)
+
+
+def fake_update(
+    fake: TrainedNetwork,
+    generator: TrainedNetwork,
+    micro_batches: Sequence[MicroBatch],
+    settings: SiDSettings,
+    k: int,
+    seed: int,
+    iteration: int,
+    latent_shape: tuple[int, ...],
+    device,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """Train F on the generator's samples: one optimiser step over all micro-batches."""
+    total = torch.zeros((), device=device)
+    for mb in micro_batches:
+        g = noise_generator(seed, iteration, mb.noise_key, "fake", device)
+        with torch.no_grad():
+            x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, False)
+        eps, t, x_t = _noised(x_g, mb.batch_size, settings, g)
+        v_fake = fake.module.guided_velocity(x_t, t, mb.cond, settings.fake_guidance_train)
+        loss = fake_score_loss(v_fake, x_g, eps, settings.fake_loss_scale)
+        fake.backward(loss)
+        fake.step()
+        total = total + loss.detach()
+    return total / len(micro_batches)
+
+
+def generator_update(
+    teacher: VelocityModel,
+    fake: TrainedNetwork,
+    generator: TrainedNetwork,
+    micro_batches: Sequence[MicroBatch],
+    settings: SiDSettings,
+    k: int,
+    seed: int,
+    iteration: int,
+    latent_shape: tuple[int, ...],
+    device,
+    dtype=torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train G through the teacher's and the frozen fake network's inputs; returns (loss, dropped)."""
+    total = torch.zeros((), device=device)
+    dropped = torch.zeros((), dtype=torch.int64, device=device)
+    with fake.frozen():
+        for mb in micro_batches:
+            g = noise_generator(seed, iteration, mb.noise_key, "generator", device)
+            x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, True)
+            eps, t, x_t = _noised(x_g, mb.batch_size, settings, g)
+            v_teacher = teacher.guided_velocity(x_t, t, mb.cond, settings.teacher_guidance)
+            v_fake = fake.module.guided_velocity(x_t, t, mb.cond, settings.fake_guidance_eval)
+            x_teacher = x0_from_velocity(x_t, t, v_teacher)
+            x_fake = x0_from_velocity(x_t, t, v_fake)
+            weight = loss_weight(settings.weighting, t, x_g=x_g.detach(), x_teacher=x_teacher.detach())
+            out = generator_loss(
+                x_g, x_teacher, x_fake, weight, settings.alpha, settings.generator_loss_scale
+            )
+            generator.backward(out.loss)
+            generator.step()
+            total = total + out.loss.detach()
+            dropped = dropped + out.num_dropped
+    return total / len(micro_batches), dropped
+
+
+@dataclass
+class StepMetrics:
+    """Detached tensors (no host sync inside the step); call `.as_floats()` when logging."""
+
+    num_steps: int
+    fake_loss: torch.Tensor
+    generator_loss: torch.Tensor
+    dropped_samples: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {
+            "k": float(self.num_steps),
+            "loss/fake": float(self.fake_loss),
+            "loss/generator": float(self.generator_loss),
+            "nan_dropped_samples": float(self.dropped_samples),
+        }
+
+
+def distill_step(
+    teacher: VelocityModel,
+    fake: TrainedNetwork,
+    generator: TrainedNetwork,
+    micro_batches: Sequence[MicroBatch],
+    settings: SiDSettings,
+    seed: int,
+    iteration: int,
+    latent_shape: tuple[int, ...],
+    device,
+    dtype=torch.float32,
+) -> StepMetrics:
+    """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks."""
+    k = draw_num_steps(settings.num_steps, seed, iteration)
+    args = (micro_batches, settings, k, seed, iteration, latent_shape, device, dtype)
+    fake_loss = fake_update(fake, generator, *args)
+    gen_loss, dropped = generator_update(teacher, fake, generator, *args)
+    return StepMetrics(k, fake_loss, gen_loss, dropped)
+
+
+@contextlib.contextmanager
+def parameters_frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Turn off requires_grad on the parameters that have it, and restore them afterwards."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)

@@ -36,6 +36,8 @@ def build_adapter(config: ModelConfig):
     """The adapter for `config.name`; unknown names list the registered ones."""
     if config.name not in _BUILDERS:
         if config.name not in _OWNERS:
-            raise ConfigError(f"model.name: unknown teacher {config.name!r}; registered: {registered_names()}")
+            raise ConfigError(
+                f"model.name: unknown teacher {config.name!r}; registered: {registered_names()}"
+            )
         importlib.import_module(_OWNERS[config.name])
     return _BUILDERS[config.name](config)

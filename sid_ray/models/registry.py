@@ -14,6 +14,16 @@ from sid_ray.config.schema import ConfigError, ModelConfig
 # name -> module that registers it (imported lazily)
 _OWNERS: dict[str, str] = {
     "gmm-ring": "sid_ray.models.gaussian_mixture_adapter",
+    "flux-dev": "sid_ray.models.flux",
+    "flux-tiny": "sid_ray.models.flux",
+    "sd35-large": "sid_ray.models.sd3",
+    "sd35-medium": "sid_ray.models.sd3",
+    "sd3-medium": "sid_ray.models.sd3",
+    "sd3-tiny": "sid_ray.models.sd3",
+    "sana-600m": "sid_ray.models.sana",
+    "sana-1600m": "sid_ray.models.sana",
+    "sana-tiny": "sid_ray.models.sana",
+    "digits-flux": "sid_ray.models.digits",
 }
 _BUILDERS: dict[str, Callable] = {}
 

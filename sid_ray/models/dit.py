@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,8 +27,9 @@ from sid_ray.config.schema import ConfigError, ModelConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
+from sid_ray.models.export import write_pipeline_folder
 from sid_ray.models.loading import load_components, torch_dtype
-from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora
+from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora, export_lora, merged_transformer
 
 ROLES = ("teacher", "fake", "generator")
 
@@ -59,6 +61,8 @@ class DiTAdapter(TeacherAdapter):
     default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     #: hub id or folder used when `model.path` is empty
     default_path: ClassVar[str] = ""
+    #: the stock diffusers pipeline class of the family (export, LoRA saving, prompt encoding)
+    pipeline_class: ClassVar[type | None] = None
 
     def __init__(self, config: ModelConfig, components: dict[str, Any] | None = None):
         self.config = config
@@ -195,6 +199,32 @@ class DiTAdapter(TeacherAdapter):
         z = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
         z = (z - (getattr(cfg, "shift_factor", None) or 0.0)) * cfg.scaling_factor
         return self.pack_latents(z)
+
+    # --- export -------------------------------------------------------------------------------
+    def export_transformer(self, generator: FlowModel) -> nn.Module:
+        """G as a plain transformer of the teacher's class (LoRA fused in for the LoRA modes)."""
+        if isinstance(generator, LoraView):
+            return merged_transformer(generator)
+        if isinstance(generator, TransformerVelocity):
+            return generator.transformer
+        raise TypeError(f"cannot export a {type(generator).__name__}; expected an F/G copy of this adapter")
+
+    def export(self, generator: FlowModel, folder: str | Path, num_steps: int) -> Path:
+        """A stock pipeline folder sampling G's K-step roll-out (see `sid_ray.models.export`)."""
+        components = {k: v for k, v in self.components.items() if k != "transformer"}
+        components["transformer"] = self.export_transformer(generator)
+        return write_pipeline_folder(
+            self.pipeline_class, components, folder, num_steps, self.config.name, self.export_call_hint
+        )
+
+    #: extra arguments the README tells users to pass (e.g. FLUX without a guidance embedding: none)
+    export_call_hint: ClassVar[str] = ""
+
+    def export_lora(self, generator: FlowModel, folder: str | Path) -> Path:
+        """G's LoRA weights as diffusers safetensors (`pipe.load_lora_weights(folder)` on the teacher)."""
+        if not isinstance(generator, LoraView):
+            raise TypeError("export_lora needs a LoRA generator (model.lora.mode lora or shared_base)")
+        return export_lora(generator, folder, self.pipeline_class, self.config.lora)
 
     def to(self, device: torch.device | str) -> DiTAdapter:
         """Move every loaded module (create F and G copies after this, or move them too)."""

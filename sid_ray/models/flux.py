@@ -20,13 +20,16 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from diffusers import FluxPipeline, FluxTransformer2DModel
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from torch import nn
 
 from sid_ray.config.schema import ConfigError, ModelConfig
 from sid_ray.models.dit import DiTAdapter, TransformerVelocity
 from sid_ray.models.registry import register
+from sid_ray.models.sampling import scheduler_schedule
 from sid_ray.sid.guidance import Conditioning, classifier_free_guidance
 
 # black-forest-labs/FLUX.1-dev transformer/config.json (11.9 B parameters)
@@ -157,6 +160,24 @@ class FluxAdapter(DiTAdapter):
     def latent_shape(self) -> tuple[int, ...]:
         h, w = self.latent_grid
         return ((h // 2) * (w // 2), self.transformer.config.in_channels)
+
+    def pipeline_schedule(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(times, sigmas) FluxPipeline uses for `num_steps` at this resolution (for `euler_sample`).
+
+        As FluxPipeline.__call__: sigmas linspace(1, 1/N, N), shifted by the resolution-dependent
+        mu of the folder's scheduler config.
+        """
+        scheduler = self.components["scheduler"]
+        cfg = scheduler.config
+        mu = calculate_shift(
+            self.latent_shape[0],
+            cfg.get("base_image_seq_len", 256),
+            cfg.get("max_image_seq_len", 4096),
+            cfg.get("base_shift", 0.5),
+            cfg.get("max_shift", 1.15),
+        )
+        sigmas = np.linspace(1.0, 1 / num_steps, num_steps)
+        return scheduler_schedule(scheduler, num_steps, sigmas=sigmas, mu=mu)
 
     def velocity_model(self, transformer: nn.Module, role: str) -> FluxVelocity:
         return FluxVelocity(transformer, self.latent_grid, getattr(self.roles, role))

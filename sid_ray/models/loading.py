@@ -125,11 +125,9 @@ def load_components(
             )
         kwargs: dict[str, Any] = {"subfolder": part}
         if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
-            kwargs["use_safetensors"] = True
-            if library == "transformers":  # transformers 5 names it `dtype`
-                kwargs.update(dtype=dtype, trust_remote_code=False)
-            else:
-                kwargs["torch_dtype"] = dtype
+            kwargs.update(use_safetensors=True, dtype=dtype)  # `torch_dtype` is deprecated in both
+            if library == "transformers":
+                kwargs["trust_remote_code"] = False
         try:
             obj = cls.from_pretrained(str(folder), **kwargs)
         except (OSError, ValueError, KeyError) as err:

@@ -1,0 +1,200 @@
+"""Stable Diffusion 3 / 3.5 teachers: "sd35-large", "sd35-medium", "sd3-medium", "sd3-tiny".
+
+The family's facts, all here (shared/SID.md 1, 5):
+- `SD3Transformer2DModel` takes the timestep as 1000 * t (StableDiffusion3Pipeline passes the
+  scheduler's timesteps, sigma * 1000, unchanged), and predicts the velocity eps - x0.
+- Three text encoders, exactly as `StableDiffusion3Pipeline.encode_prompt` combines them (we call
+  it): CLIP-L and CLIP-G penultimate hidden states concatenated along features and zero-padded to
+  the T5 width, then T5 tokens appended along the sequence -> `prompt_embeds` (B, 77 + 256, 4096);
+  the two CLIP pooled (projected) outputs concatenated -> `pooled_prompt_embeds` (B, 2048).
+- Guidance is two-pass CFG with the empty prompt's embeddings as the unconditional condition
+  (the pipeline's default negative prompt is "").
+- VAE: `AutoencoderKL` with 16 latent channels, 8x compression; latents = (z - shift) * scale
+  (scaling_factor 1.5305, shift_factor 0.0609 in the released VAE; read from its config).
+- Latent shape (16, H / 8, W / 8), unpacked (the transformer patchifies internally).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from diffusers import StableDiffusion3Pipeline
+
+from sid_ray.config.schema import ModelConfig
+from sid_ray.models.dit import DiTAdapter, TransformerVelocity
+from sid_ray.models.registry import register
+from sid_ray.sid.guidance import Conditioning
+
+#: SD3Transformer2DModel's timestep for flow time t (t = 1 pure noise)
+TIMESTEP_SCALE = 1000.0
+
+#: StableDiffusion3Pipeline's default T5 sequence length (`max_sequence_length`)
+DEFAULT_T5_LENGTH = 256
+
+# The released transformers' `transformer/config.json` (diffusers SD3Transformer2DModel kwargs),
+# kept here so benchmarks can build a random-weight model of the real size without a download.
+SD35_LARGE_TRANSFORMER: dict[str, Any] = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 38,
+    "attention_head_dim": 64,
+    "num_attention_heads": 38,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 2432,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 192,
+    "qk_norm": "rms_norm",
+}
+SD35_MEDIUM_TRANSFORMER: dict[str, Any] = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 384,
+    "qk_norm": "rms_norm",
+    # MMDiT-X: the first 13 blocks also self-attend over the image tokens
+    "dual_attention_layers": tuple(range(13)),
+}
+SD3_MEDIUM_TRANSFORMER: dict[str, Any] = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 192,
+}
+
+
+@dataclass(frozen=True)
+class SD3Variant:
+    """One registered SD3-family teacher."""
+
+    name: str
+    #: hub id used when model.path is empty ("" = model.path is required)
+    default_path: str
+    #: the released transformer's architecture (None for the tiny test model)
+    transformer_config: dict[str, Any] | None = field(default=None, hash=False)
+    #: T5 tokens per prompt, as the pipeline's `max_sequence_length`
+    max_sequence_length: int = DEFAULT_T5_LENGTH
+
+
+VARIANTS: dict[str, SD3Variant] = {
+    v.name: v
+    for v in (
+        SD3Variant("sd35-large", "stabilityai/stable-diffusion-3.5-large", SD35_LARGE_TRANSFORMER),
+        SD3Variant("sd35-medium", "stabilityai/stable-diffusion-3.5-medium", SD35_MEDIUM_TRANSFORMER),
+        SD3Variant("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", SD3_MEDIUM_TRANSFORMER),
+        # built by sid_ray.models.tiny.sd3.write_tiny_sd3; model.path must point at it
+        SD3Variant("sd3-tiny", ""),
+    )
+}
+
+TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3")
+
+
+def sd3_timestep(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """The transformer's timestep for flow time t: (B,) float32 1000 * t.
+
+    float32 even when the model runs in bf16: bf16 would round 1000 * t to 8 significant bits,
+    and the pipeline also passes fp32 timesteps (the model casts after its sinusoidal embedding).
+    """
+    t = torch.as_tensor(t).float()
+    return (TIMESTEP_SCALE * t).expand(batch) if t.ndim == 0 else TIMESTEP_SCALE * t
+
+
+class SD3Velocity(TransformerVelocity):
+    """v(x_t, t, cond) from one SD3Transformer2DModel forward; cond holds `prompt_embeds`
+    (B, L, joint_attention_dim) and `pooled_prompt_embeds` (B, pooled_projection_dim)."""
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        tensors = cond.tensors
+        v = self.transformer(
+            hidden_states=x_t.to(self.dtype),
+            timestep=sd3_timestep(t, x_t.shape[0]).to(x_t.device),
+            encoder_hidden_states=tensors["prompt_embeds"].to(self.dtype),
+            pooled_projections=tensors["pooled_prompt_embeds"].to(self.dtype),
+            return_dict=False,
+        )[0]
+        return v.to(x_t.dtype)
+
+
+class SD3Adapter(DiTAdapter):
+    """SD3 / SD3.5 teacher; see the module docstring for the family's facts."""
+
+    parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae", *TEXT_PARTS)
+    velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity
+    # joint attention: the image stream's projections and the text stream's (add_*, to_add_out)
+    default_lora_targets: ClassVar[tuple[str, ...]] = (
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out.0",
+        "add_q_proj",
+        "add_k_proj",
+        "add_v_proj",
+        "to_add_out",
+    )
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        variant: SD3Variant | None = None,
+        components: dict[str, Any] | None = None,
+    ):
+        self.variant = variant or VARIANTS[config.name]
+        self.name = self.variant.name
+        self.default_path = self.variant.default_path
+        super().__init__(config, components)
+        self._text_pipeline: StableDiffusion3Pipeline | None = None
+
+    @property
+    def scheduler(self):
+        """The folder's FlowMatchEulerDiscreteScheduler (shift 3 in the released models)."""
+        return self.components["scheduler"]
+
+    def text_pipeline(self) -> StableDiffusion3Pipeline:
+        """A StableDiffusion3Pipeline holding only the tokenizers and text encoders.
+
+        Prompt encoding is the pipeline's own `encode_prompt`, so CLIP skip, padding, pooling
+        and the concatenation order are diffusers' by construction, not a copy of them.
+        """
+        if self._text_pipeline is None:
+            text = {part: self.components[part] for part in TEXT_PARTS}
+            self._text_pipeline = StableDiffusion3Pipeline(transformer=None, scheduler=None, vae=None, **text)
+        return self._text_pipeline
+
+    @torch.no_grad()
+    def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        pipe = self.text_pipeline()
+        prompt_embeds, _, pooled, _ = pipe.encode_prompt(
+            prompt=prompts,
+            prompt_2=None,  # None: every encoder sees `prompt`, as in the pipeline's default call
+            prompt_3=None,
+            device=self.components["text_encoder"].device,
+            do_classifier_free_guidance=False,  # the null condition is encoded once, separately
+            max_sequence_length=self.variant.max_sequence_length,
+        )
+        return {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled}
+
+
+def build(config: ModelConfig) -> SD3Adapter:
+    return SD3Adapter(config, VARIANTS[config.name])
+
+
+for _name in VARIANTS:
+    register(_name, build)

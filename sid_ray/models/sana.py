@@ -138,6 +138,11 @@ class SanaAdapter(DiTAdapter):
 
     parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae", *TEXT_PARTS)
     velocity_class: ClassVar[type[TransformerVelocity]] = SanaVelocity
+    pipeline_class: ClassVar[type] = SanaPipeline
+    # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5.
+    # SanaPipeline hands its `generator` to the scheduler's step, so the fresh roll-out noise
+    # comes from that generator (StableDiffusion3Pipeline's from torch's global one)
+    export_call_hint: ClassVar[str] = ", guidance_scale=1.0, generator=torch.Generator().manual_seed(0)"
 
     def __init__(
         self,

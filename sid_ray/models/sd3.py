@@ -138,6 +138,9 @@ class SD3Adapter(DiTAdapter):
 
     parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae", *TEXT_PARTS)
     velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity
+    pipeline_class: ClassVar[type] = StableDiffusion3Pipeline
+    # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 7
+    export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
     # joint attention: the image stream's projections and the text stream's (add_*, to_add_out)
     default_lora_targets: ClassVar[tuple[str, ...]] = (
         "to_q",

@@ -11,10 +11,11 @@ from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 from sid_ray.config.schema import ConfigError, ModelConfig
 from sid_ray.models.loading import ModelLoadError
 from sid_ray.models.registry import build_adapter
-from sid_ray.models.sampling import euler_sample, scheduler_schedule
+from sid_ray.models.sampling import euler_sample, scheduler_schedule, sid_sample
 from sid_ray.models.sd3 import VARIANTS, SD3Adapter, sd3_timestep
 from sid_ray.models.tiny.sd3 import write_tiny_sd3
 from sid_ray.sid.flow import x0_from_velocity
+from tests.models.stock_pipeline_run import run_stock_pipeline
 
 RESOLUTION = 64  # latents (16, 8, 8)
 PROMPTS = ["A cat sleeping on a sunny windowsill", "a red bus"]
@@ -189,3 +190,31 @@ def test_full_size_configs_build(name, billions):
     with torch.device("meta"):
         model = SD3Transformer2DModel(**VARIANTS[name].transformer_config)
     assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, abs=0.01)
+
+
+def perturbed_generator(adapter: SD3Adapter, seed: int = 7):
+    """G = a copy of T nudged off it, so an export of T instead of G would be caught."""
+    generator = adapter.make_trainable_copy("generator")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return generator
+
+
+def test_export_samples_with_stock_pipeline(adapter, tmp_path):
+    steps, seed, prompt = 4, 11, PROMPTS[0]
+    generator = perturbed_generator(adapter)
+    folder = adapter.export(generator, tmp_path / "exported", num_steps=steps)
+    stock = run_stock_pipeline(folder, "StableDiffusion3Pipeline", prompt, steps, RESOLUTION, seed, tmp_path)
+
+    cond = adapter.encode_prompts([prompt])
+    z = torch.randn((1, *adapter.latent_shape), generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)  # the pipeline's scheduler draws each step's fresh noise from the global RNG
+    ours = sid_sample(generator, z, cond, num_steps=steps, guidance=1.0)
+    images = adapter.decode(ours)
+    assert (ours - stock["latent"]).abs().max().item() <= 1e-4
+    assert (images - stock["pt"]).abs().max().item() <= 1e-4
+    torch.manual_seed(seed)
+    teacher_x0 = sid_sample(adapter.teacher, z, cond, num_steps=steps, guidance=1.0)
+    assert (teacher_x0 - stock["latent"]).abs().max() > 1e-2  # the folder holds G, not T

@@ -162,8 +162,8 @@ class SD3Adapter(DiTAdapter):
         self.variant = variant or VARIANTS[config.name]
         self.name = self.variant.name
         self.default_path = self.variant.default_path
-        super().__init__(config, components)
         self._text_pipeline: StableDiffusion3Pipeline | None = None
+        super().__init__(config, components)
 
     @property
     def scheduler(self):

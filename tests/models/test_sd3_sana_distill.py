@@ -98,3 +98,25 @@ def test_sid_steps_train_generator_and_keep_teacher(folders, name, mode):
         torch.testing.assert_close(
             probe(adapter, merged, cond), probe(adapter, generator, cond), rtol=1e-4, atol=1e-5
         )
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_bf16_teacher_takes_fp32_latents(folders, name):
+    """bf16 weights (model.dtype), fp32 latents in and out; the timestep stays fp32 (1000 t in
+    bf16 would round to 8 significant bits)."""
+    cls, _, resolution, _ = FAMILIES[name]
+    fp32 = make_adapter(folders, name, "full")
+    bf16 = cls(ModelConfig(name=name, path=str(folders[name]), resolution=resolution, dtype="bfloat16"))
+    assert next(bf16.transformer.parameters()).dtype == torch.bfloat16
+    seen: list[torch.Tensor] = []
+    hook = bf16.transformer.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["timestep"]), with_kwargs=True
+    )
+    try:
+        v16 = probe(bf16, bf16.teacher, bf16.encode_prompts(PROMPTS), 4.5)
+    finally:
+        hook.remove()
+    v32 = probe(fp32, fp32.teacher, fp32.encode_prompts(PROMPTS), 4.5)
+    assert v16.dtype == torch.float32 and seen[0].dtype == torch.float32
+    assert seen[0].tolist() == pytest.approx([300.0, 900.0, 300.0, 900.0])  # CFG: cond then uncond
+    assert (v16 - v32).abs().max() < 0.1 * v32.abs().max()

@@ -41,7 +41,8 @@ def rollout_scheduler(num_steps: int) -> FlowMatchEulerDiscreteScheduler:
         shift=1.0,
         use_dynamic_shifting=False,
         stochastic_sampling=True,
-        shift_terminal=1.0 / num_steps,
+        # K = 1: the default schedule is already [1]; the stretch would divide by 1 - 1/K = 0
+        shift_terminal=1.0 / num_steps if num_steps > 1 else None,
     )
 
 

@@ -47,6 +47,9 @@ class ModelConfig:
     resolution: int = option(512, "image resolution in pixels (DiT teachers)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     lora: LoraConfig = section(LoraConfig, "LoRA and shared-base settings")
+    toy_fit_steps: int = option(
+        3000, "toy teachers only: Adam steps fitting the MLP copies of F and G to the exact velocity"
+    )
 
     def validate(self, path: str) -> None:
         _require(bool(self.name), f"{path}.name", "must name a registered teacher")

@@ -94,8 +94,8 @@ def ring_mixture(
     """
     angles = torch.arange(num_modes, dtype=dtype) * (2 * math.pi / num_modes)
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    prior = torch.arange(1, num_modes + 1, dtype=dtype)
-    prior = prior / prior.sum()  # weights 1:2:...:8, so a mode-dropping generator is visible
+    prior = torch.arange(3, num_modes + 3, dtype=dtype)
+    prior = prior / prior.sum()  # weights 3:4:...:10, so a mode-dropping generator is visible
     others = prior[None].repeat(num_modes, 1)
     others.fill_diagonal_(0)
     others = others / others.sum(dim=1, keepdim=True) * (1 - own_class_weight)

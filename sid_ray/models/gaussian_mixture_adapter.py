@@ -7,6 +7,8 @@ to its velocity (`sid_ray.train.fit_teacher`), since an MLP cannot be a literal 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from sid_ray.config.schema import ConfigError, ModelConfig
@@ -25,6 +27,8 @@ class GaussianMixtureAdapter(TeacherAdapter):
         self.mixture = ring_mixture()
         self._teacher = ExactMixtureTeacher(self.mixture)
         self.width, self.depth = width, depth
+        self.fit_steps = config.toy_fit_steps if config is not None else ModelConfig().toy_fit_steps
+        self._fitted: LabelMLPVelocity | None = None
 
     @property
     def teacher(self) -> FlowModel:
@@ -35,7 +39,21 @@ class GaussianMixtureAdapter(TeacherAdapter):
         return (self.mixture.dim,)
 
     def make_trainable_copy(self, role: str) -> FlowModel:
-        return LabelMLPVelocity(self.mixture.dim, self.mixture.num_classes, self.width, self.depth)
+        """An MLP fitted to the exact velocity (fitted once, cached); F and G get equal copies."""
+        if self._fitted is None:
+            from sid_ray.train.fit_teacher import fit_to_teacher
+
+            self._fitted = LabelMLPVelocity(
+                self.mixture.dim, self.mixture.num_classes, self.width, self.depth
+            )
+            fit_to_teacher(self._teacher, self._fitted, steps=self.fit_steps, cache_key=self.name)
+        return copy.deepcopy(self._fitted)
+
+    def default_prompts(self) -> list[str]:
+        """Class prompts in proportion to the class prior, plus 20% null prompts."""
+        counts = (self.mixture.class_prior / self.mixture.class_prior.min()).round().long().tolist()
+        prompts = [f"mode {c}" for c, n in enumerate(counts) for _ in range(n)]
+        return prompts + [""] * (len(prompts) // 4)
 
     def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
         return label_conditioning(torch.tensor([self.label_of(p) for p in prompts]), self.mixture.num_classes)

@@ -13,6 +13,11 @@ import torch
 from sid_ray.sid.flow import velocity_target
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    # bf16 networks, fp32 loss arithmetic; float64 (exactness tests) stays float64
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _sum_per_sample(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).sum(dim=1)
 
@@ -25,7 +30,7 @@ def fake_score_loss(
     `v_fake` is the fake network's guided velocity at x_t = (1 - t) x_g + t eps; x_g carries no
     gradient here.
     """
-    residual = v_fake.float() - velocity_target(x_g, eps).float()
+    residual = _at_least_fp32(v_fake) - _at_least_fp32(velocity_target(x_g, eps))
     return scale * _sum_per_sample(residual**2).sum() / x_g.shape[0]
 
 
@@ -53,7 +58,7 @@ def generator_loss(
     value in x_g, xT or xF are dropped from the sum (and counted); B stays the full batch size so
     the loss scale does not jump when a sample is dropped.
     """
-    x_g, x_teacher, x_fake = x_g.float(), x_teacher.float(), x_fake.float()
+    x_g, x_teacher, x_fake = (_at_least_fp32(x) for x in (x_g, x_teacher, x_fake))
     finite = torch.stack([torch.isfinite(x).flatten(1).all(dim=1) for x in (x_g, x_teacher, x_fake)]).all(
         dim=0
     )
@@ -62,7 +67,7 @@ def generator_loss(
     # torch.where (not multiplication by a mask) so that a NaN never reaches the gradient
     diff = torch.where(keep, x_teacher - x_fake, zero)
     to_teacher = torch.where(keep, x_teacher - x_g, zero)
-    w = torch.where(keep, weight.float().expand_as(diff) if weight.ndim else weight.float(), zero)
+    w = torch.where(keep, weight.to(diff.dtype).expand_as(diff), zero)
     per_sample = _sum_per_sample(diff * (to_teacher - alpha * diff) * w)
     loss = scale * per_sample.sum() / x_g.shape[0]
     shown = torch.where(finite, per_sample.detach(), torch.full_like(per_sample, float("nan")))

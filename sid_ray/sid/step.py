@@ -132,7 +132,11 @@ def generator_update(
     """Train G through the teacher's and the frozen fake network's inputs; returns (loss, dropped)."""
     total = torch.zeros((), device=device)
     dropped = torch.zeros((), dtype=torch.int64, device=device)
-    with fake.frozen():
+    # T and F take no parameter gradient here: the gradient reaches G through their inputs only
+    teacher_frozen = (
+        parameters_frozen(teacher) if isinstance(teacher, torch.nn.Module) else contextlib.nullcontext()
+    )
+    with fake.frozen(), teacher_frozen:
         for mb in micro_batches:
             g = noise_generator(seed, iteration, mb.noise_key, "generator", device)
             x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, True)

@@ -38,12 +38,13 @@ def loss_weight(
 ) -> torch.Tensor:
     """w(t) of the named scheme, shaped to broadcast against x_g (B, 1, 1, ...)."""
     if name in _TIME_WEIGHTS:
-        w = _TIME_WEIGHTS[name](t.to(torch.float32))
+        w = _TIME_WEIGHTS[name](t.to(torch.promote_types(t.dtype, torch.float32)))
         return broadcast_time(w, x_g) if x_g is not None else w
     if name == LEGACY_WEIGHTING:
         if x_g is None or x_teacher is None:
             raise ValueError(f"weighting {name!r} needs x_g and x_teacher")
         dims = tuple(range(1, x_g.ndim))
-        w = 1 / _clip((x_g - x_teacher).abs().to(torch.float32).mean(dim=dims))
+        diff = (x_g - x_teacher).abs()
+        w = 1 / _clip(diff.to(torch.promote_types(diff.dtype, torch.float32)).mean(dim=dims))
         return broadcast_time(w, x_g)
     raise ValueError(f"unknown weighting {name!r}; valid: {list(WEIGHTINGS)}")

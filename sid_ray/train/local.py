@@ -1,0 +1,103 @@
+"""Single-process SiD distillation (no Ray, no DeepSpeed): the reference the distributed run matches.
+
+It calls the same `distill_step` as the Ray Train worker; only the TrainedNetwork differs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sid_ray.config.io import dump_config
+from sid_ray.config.schema import RunConfig
+from sid_ray.models.base import FlowModel
+from sid_ray.models.registry import build_adapter
+from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from sid_ray.train.prompt_cycle import PromptCycle
+from sid_ray.train.sid_settings import settings_from_config
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LocalResult:
+    adapter: object
+    generator: FlowModel
+    fake: FlowModel
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _network(module, config: RunConfig, lr: float, accumulation: int) -> TorchTrainedNetwork:
+    o = config.optim
+    optimizer = sid_adam(module.parameters(), lr, (o.beta1, o.beta2), o.eps, o.weight_decay)
+    return TorchTrainedNetwork(module, optimizer, accumulation, o.grad_clip)
+
+
+def run_local(
+    config: RunConfig,
+    prompts: list[str] | None = None,
+    log: Callable[[str], None] | None = print,
+    write_config: bool = True,
+) -> LocalResult:
+    """Distill `config.model` on one process for `config.train.total_kimg` thousand images.
+
+    `config.train.num_workers` ranks are emulated by accumulation: micro-batch j of an
+    iteration draws its noise from key j, exactly as rank j (accumulation 1) would.
+    """
+    train = config.train
+    if write_config:
+        dump_config(config, Path(config.output_dir) / config.name / "config.yaml")
+    torch.manual_seed(train.seed)
+    adapter = build_adapter(config.model)
+    dtype = DTYPES[config.model.dtype]
+    fake = adapter.make_trainable_copy("fake").to(dtype)
+    generator = adapter.make_trainable_copy("generator").to(dtype)
+    micro_per_iteration = train.batch_size // train.micro_batch_size
+    fake_net = _network(fake, config, config.optim.fake_lr, micro_per_iteration)
+    generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
+    settings = settings_from_config(config.sid)
+    stream = PromptCycle(prompts or adapter.default_prompts(), seed=config.data.shuffle_seed)
+    iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    result = LocalResult(adapter, generator, fake)
+    start = time.perf_counter()
+    for iteration in range(iterations):
+        cond = adapter.encode_prompts(stream.take(train.batch_size))
+        micro = [
+            MicroBatch(
+                cond.select(slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)),
+                train.micro_batch_size,
+                noise_key=j,
+            )
+            for j in range(micro_per_iteration)
+        ]
+        metrics = distill_step(
+            adapter.teacher,
+            fake_net,
+            generator_net,
+            micro,
+            settings,
+            train.seed,
+            iteration,
+            adapter.latent_shape,
+            device=torch.device("cpu"),
+            dtype=dtype,
+        )
+        if (iteration + 1) % train.log_every == 0 or iteration + 1 == iterations:
+            row = {"iteration": iteration + 1, "kimg": (iteration + 1) * train.batch_size / 1000}
+            row.update(metrics.as_floats())
+            result.history.append(row)
+            if log:
+                log(
+                    f"it {row['iteration']:5d}  kimg {row['kimg']:7.2f}  k {int(row['k'])}  "
+                    f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  "
+                    f"dropped {int(row['nan_dropped_samples'])}"
+                )
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,23 @@
+"""SiDSettings (what one iteration needs) from the user's config."""
+
+from __future__ import annotations
+
+from sid_ray.config.schema import SiDConfig
+from sid_ray.sid.step import SiDSettings
+from sid_ray.sid.time_laws import make_time_law
+
+
+def settings_from_config(sid: SiDConfig) -> SiDSettings:
+    return SiDSettings(
+        num_steps=sid.num_steps,
+        rollout_noise=sid.rollout_noise,
+        time_law=make_time_law(sid.time_law, **sid.time_law_params()),
+        weighting=sid.weighting,
+        alpha=sid.alpha,
+        fake_loss_scale=sid.fake_loss_scale,
+        generator_loss_scale=sid.generator_loss_scale,
+        fake_guidance_train=sid.fake_guidance_train,
+        fake_guidance_eval=sid.fake_guidance_eval,
+        teacher_guidance=sid.teacher_guidance,
+        generator_guidance=sid.generator_guidance,
+    )

@@ -1,0 +1,92 @@
+"""SID.md section 3: the K-step roll-out, its noise modes, and k ~ U{1..K}."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from sid_ray.sid import draw_num_steps, rollout, rollout_times
+
+
+def test_rollout_times():
+    assert rollout_times(4) == [1.0, 0.75, 0.5, 0.25]
+
+
+class Recorder(torch.nn.Module):
+    """v = W x, recording whether each call builds a graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+        self.calls = []
+
+    def forward(self, x, t):
+        self.calls.append((torch.is_grad_enabled(), t[0].item(), x.clone()))
+        return self.weight * x + t.view(-1, 1)
+
+
+def _reference(velocity, z, k, K, noise, noises):
+    """Written directly from SID.md 3: noises[i] is the fresh noise of step i (i >= 1)."""
+    x0_hat, x_prev, t_prev = torch.zeros_like(z), None, None
+    for i in range(k):
+        t = 1 - i / K
+        if i == 0 or noise == "fixed":
+            eps = z
+        elif noise == "fresh":
+            eps = noises[i]
+        else:  # ddim
+            eps = (x_prev - (1 - t_prev) * x0_hat) / t_prev
+        x_t = (1 - t) * x0_hat + t * eps
+        x0_hat = x_t - t * velocity(x_t, torch.full((z.shape[0],), t, dtype=z.dtype))
+        x_prev, t_prev = x_t, t
+    return x0_hat
+
+
+@pytest.mark.parametrize("noise", ["fresh", "fixed", "ddim"])
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_rollout_matches_the_written_out_reference(noise, k):
+    z = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model = Recorder()
+    out = rollout(model, z, k, 4, noise, generator=torch.Generator().manual_seed(5))
+    # the fresh noises the roll-out drew, replayed from the same generator
+    g = torch.Generator().manual_seed(5)
+    noises = [None] + [torch.randn(z.shape, generator=g, dtype=z.dtype) for _ in range(k - 1)]
+    with torch.no_grad():
+        expected = _reference(Recorder(), z, k, 4, noise, noises)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert [c[1] for c in model.calls] == rollout_times(4)[:k]
+
+
+def test_only_the_last_step_builds_a_graph():
+    model = Recorder()
+    z = torch.randn(3, 2, dtype=torch.float64)
+    out = rollout(model, z, 3, 4, grad_last_step=True)
+    assert [c[0] for c in model.calls] == [False, False, True]
+    assert out.requires_grad
+    out.sum().backward()
+    # d out / d weight comes from the last call only: -t_last * x_{t_last}
+    x_last = model.calls[-1][2]
+    torch.testing.assert_close(model.weight.grad, (-0.5 * x_last).sum())
+
+
+def test_no_graph_at_all_without_grad_last_step():
+    model = Recorder()
+    out = rollout(model, torch.randn(2, 2, dtype=torch.float64), 4, 4)
+    assert not out.requires_grad and not any(c[0] for c in model.calls)
+
+
+def test_bad_step_counts_and_noise_modes_are_refused():
+    with pytest.raises(ValueError, match="num_steps"):
+        rollout(Recorder(), torch.zeros(1, 2), 5, 4)
+    with pytest.raises(ValueError, match="valid"):
+        rollout(Recorder(), torch.zeros(1, 2), 1, 4, noise="random")
+
+
+def test_k_is_uniform_and_identical_on_every_rank():
+    ks = [draw_num_steps(4, seed=7, iteration=i) for i in range(4000)]
+    counts = Counter(ks)
+    assert set(counts) == {1, 2, 3, 4}
+    assert all(abs(c / 4000 - 0.25) < 0.03 for c in counts.values())
+    # "another rank": a fresh call with the same seed and iteration, in any order
+    assert [draw_num_steps(4, 7, i) for i in reversed(range(4000))] == ks[::-1]
+    assert ks != [draw_num_steps(4, 8, i) for i in range(4000)]

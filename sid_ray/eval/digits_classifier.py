@@ -102,7 +102,8 @@ def train_digits_classifier(recipe: ClassifierRecipe = ClassifierRecipe()) -> tu
     """
     images, labels = load_digit_images(recipe.resolution)
     train_idx, test_idx = train_test_split_indices(len(labels), recipe.test_fraction, recipe.seed)
-    with torch.random.fork_rng(devices=[]), _single_thread():
+    # enable_grad: callers may train it lazily from inside their own no_grad evaluation code
+    with torch.random.fork_rng(devices=[]), _single_thread(), torch.enable_grad():
         torch.manual_seed(recipe.seed)
         model = DigitsClassifier(recipe)
         opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)

@@ -144,6 +144,13 @@ class TrainConfig:
     checkpoint_every_kimg: float = option(1.0, "write a checkpoint every this many kimg")
     log_every: int = option(10, "iterations between progress lines and metric logs")
     seed: int = option(0, "seed of every random stream (noise, k, data order)")
+    cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each training worker")
+    gpus_per_worker: float = option(1.0, "GPUs Ray reserves for each training worker when use_gpu")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = option(
+        "PACK", "how Ray places the workers across nodes (STRICT_SPREAD: one worker per node)"
+    )
+    max_failures: int = option(3, "worker-group failures the run recovers from (from its last checkpoint)")
+    keep_checkpoints: int = option(2, "checkpoints kept in storage (the newest ones); 0 = all")
 
     def validate(self, path: str) -> None:
         per_step = self.micro_batch_size * self.num_workers
@@ -155,6 +162,9 @@ class TrainConfig:
             f"{self.batch_size} is not a multiple of micro_batch_size x num_workers = {per_step}",
         )
         _require(self.total_kimg > 0, f"{path}.total_kimg", "must be positive")
+        _require(self.cpus_per_worker > 0, f"{path}.cpus_per_worker", "must be positive")
+        _require(self.max_failures >= 0, f"{path}.max_failures", "must be >= 0")
+        _require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0")
 
     @property
     def accumulation_steps(self) -> int:

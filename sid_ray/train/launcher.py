@@ -1,0 +1,144 @@
+"""Build and run the TorchTrainer of a distributed SiD run from our config.
+
+Storage is `<output_dir>/<name>` (absolute); Ray Train V2 keeps its checkpoint index there, so
+starting a run with the same name again resumes from its latest checkpoint, and a worker
+failure restarts the worker group from it (`train.max_failures` times).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+import ray.data
+import ray.train
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from sid_ray.config.io import config_to_dict, dump_config
+from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
+from sid_ray.train.checkpoint import EXPORT_DIR
+from sid_ray.train.ds_config import check_batch
+from sid_ray.train.progress import ProgressPrinter
+from sid_ray.train.worker import train_loop_per_worker
+
+
+@dataclass
+class LaunchResult:
+    run_dir: Path
+    export_dir: Path | None
+    metrics: dict
+    checkpoint_path: str | None
+    rows: list[dict] = field(default_factory=list)
+    summary: str = ""
+
+
+def check_teacher(config: RunConfig) -> None:
+    """Fail on the driver, before any worker starts, when the teacher folder is missing."""
+    if not config.model.path:
+        return
+    from sid_ray.models.loading import _is_hub_id, resolve_folder
+
+    if _is_hub_id(config.model.path):
+        return  # downloaded by the workers; a local path is checked here
+    folder = resolve_folder(config.model.path)
+    if not (folder / "model_index.json").is_file():
+        raise ConfigError(
+            f"model.path: teacher folder {folder} has no model_index.json "
+            "(expected a diffusers pipeline folder)"
+        )
+
+
+def default_prompts(config: RunConfig) -> list[str] | None:
+    """The teacher's own prompt list (the toys' class prompts), without loading its weights."""
+    if config.model.name == "gmm-ring":
+        from sid_ray.models.gaussian_mixture_adapter import GaussianMixtureAdapter
+
+        return GaussianMixtureAdapter(config.model).default_prompts()
+    return None
+
+
+def scaling_config(config: RunConfig) -> ray.train.ScalingConfig:
+    train = config.train
+    resources = {"CPU": train.cpus_per_worker}
+    if train.use_gpu:
+        resources["GPU"] = train.gpus_per_worker
+    return ray.train.ScalingConfig(
+        num_workers=train.num_workers,
+        use_gpu=train.use_gpu,
+        resources_per_worker=resources,
+        placement_strategy=train.placement_strategy,
+    )
+
+
+def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
+    check_batch(config)
+    train = config.train
+    run_dir = Path(config.output_dir).resolve()
+    prompts = read_prompts(config.data, default_prompts(config))
+    iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    # Ray Data keeps each rank's rows in order (the worker checks every batch's positions)
+    data_context = ray.data.DataContext.get_current()
+    data_context.execution_options.preserve_order = True
+    data_context.enable_progress_bars = False  # the progress line is ours
+    rows = ray.data.range(rows_per_rank(iterations, train.batch_size, train.num_workers))
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config_to_dict(config), "progress_queue": progress_queue},
+        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
+        scaling_config=scaling_config(config),
+        run_config=ray.train.RunConfig(
+            name=config.name,
+            storage_path=str(run_dir),
+            failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.keep_checkpoints or None),
+        ),
+        datasets={PROMPT_STREAM: rows},
+        dataset_config=RankPromptStream(prompts, config.data.shuffle_seed, train.batch_size),
+    )
+
+
+def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
+    """Run (or resume) `config` on the Ray cluster this process is connected to (or a local one).
+
+    `ray.init()` honours RAY_ADDRESS, so the same call works under `ray job submit`.
+    """
+    check_teacher(config)
+    if not ray.is_initialized():
+        ray.init(runtime_env={"env_vars": _worker_env()})
+    run_dir = Path(config.output_dir).resolve() / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.yaml")
+    printer = ProgressPrinter(config.train.total_kimg, write=None if show_progress else lambda _: None)
+    printer.start()
+    try:
+        result = build_trainer(config, printer.queue).fit()
+    except BaseException:
+        printer.stop()
+        printer.summary("failed")
+        raise
+    rows = printer.stop()
+    export_dir = None
+    ckpt_path = result.checkpoint.path if result.checkpoint else None
+    if ckpt_path and (Path(ckpt_path) / EXPORT_DIR).is_dir():
+        export_dir = run_dir / EXPORT_DIR
+        shutil.rmtree(export_dir, ignore_errors=True)
+        shutil.copytree(Path(ckpt_path) / EXPORT_DIR, export_dir)
+    summary = printer.summary(
+        "finished",
+        {"checkpoint": ckpt_path, "export": str(export_dir) if export_dir else "none"},
+    )
+    return LaunchResult(run_dir, export_dir, dict(result.metrics or {}), ckpt_path, rows, summary)
+
+
+def _worker_env() -> dict[str, str]:
+    # the teacher-fit cache is shared by the driver and the workers of a local cluster
+    env = {}
+    for key in ("SID_RAY_CACHE",):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env

@@ -1,0 +1,93 @@
+"""The driver's live progress line and final summary.
+
+Rank 0 puts one row per log interval on a `ray.util.queue.Queue` owned by the driver; a daemon
+thread on the driver prints each as one line. (Ray Train V2 runs its controller, and any
+UserCallback, in an actor, so a callback's prints would not be the driver's own.) The queue
+outlives worker restarts, so the line continues across a resume.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from ray.util.queue import Empty, Queue
+
+
+def format_eta(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):  # NaN or no rate yet
+        return "--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_row(row: dict, total_kimg: float) -> str:
+    """One progress line: kimg, images per second, losses, ETA."""
+    rate = row.get("img_per_s", 0.0)
+    eta = (total_kimg - row["kimg"]) * 1000 / rate if rate > 0 else float("inf")
+    text = (
+        f"kimg {row['kimg']:8.3f}/{total_kimg:g}  {rate:8.1f} img/s  "
+        f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  ETA {format_eta(eta)}"
+    )
+    if row.get("nan_dropped_samples"):
+        text += f"  dropped {int(row['nan_dropped_samples'])}"
+    if row.get("resumed_from_kimg") is not None:
+        text += f"  (resumed from kimg {row['resumed_from_kimg']:.3f})"
+    return text
+
+
+class ProgressPrinter:
+    """Collects rank 0's rows on the driver and prints them as they arrive."""
+
+    def __init__(self, total_kimg: float, write: Callable[[str], None] | None = None):
+        self.total_kimg = total_kimg
+        self.queue = Queue(maxsize=10_000)
+        self.rows: list[dict] = []
+        self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sid-progress", daemon=True)
+        self._started = time.time()
+
+    def start(self) -> ProgressPrinter:
+        self._thread.start()
+        return self
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            row = self.queue.get(timeout=timeout)
+        except Empty:
+            return
+        self.rows.append(row)
+        self._write(format_row(row, self.total_kimg))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._drain(timeout=0.5)
+
+    def stop(self) -> list[dict]:
+        """Stop the thread after printing what is left; returns every row received."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        while not self.queue.empty():
+            self._drain(timeout=0.1)
+        self.queue.shutdown()
+        return self.rows
+
+    def summary(self, outcome: str, extra: dict | None = None) -> str:
+        elapsed = time.time() - self._started
+        last = self.rows[-1] if self.rows else {}
+        resumes = sum(1 for r in self.rows if r.get("resumed_from_kimg") is not None)
+        parts = [
+            f"run {outcome}: kimg {last.get('kimg', 0.0):.3f}/{self.total_kimg:g} in {format_eta(elapsed)}",
+            f"L_F {last.get('loss/fake', float('nan')):.4g}  L_G {last.get('loss/generator', float('nan')):.4g}",
+            f"resumes {resumes}",
+        ]
+        for key, value in (extra or {}).items():
+            parts.append(f"{key}: {value}")
+        text = "\n  ".join(parts)
+        self._write(text)
+        return text

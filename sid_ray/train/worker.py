@@ -1,0 +1,213 @@
+"""`train_loop_per_worker`: one Ray Train worker of a distributed SiD run.
+
+Per worker: T frozen (ZeRO-3, no optimiser), F and G as DeepSpeed engines, this rank's slice of
+the prompt stream, and the unchanged `distill_step` with micro-batch noise keys
+rank * accumulation + j, so N workers compute what one process with N x accumulation computes.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import deepspeed
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from sid_ray.config.io import from_dict
+from sid_ray.config.schema import RunConfig
+from sid_ray.data.prompts import PROMPT_STREAM
+from sid_ray.models.registry import build_adapter
+from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.train import checkpoint
+from sid_ray.train.ds_config import check_batch, teacher_config, trained_network_config
+from sid_ray.train.engines import (
+    DeepSpeedTrainedNetwork,
+    EngineVelocity,
+    build_teacher,
+    build_trained_network,
+)
+from sid_ray.train.sid_settings import settings_from_config
+from sid_ray.train.tracking import make_tracker
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Networks:
+    adapter: object
+    teacher: EngineVelocity
+    fake: DeepSpeedTrainedNetwork
+    generator: DeepSpeedTrainedNetwork
+
+
+def latent_dtype(config: RunConfig) -> torch.dtype:
+    # bf16 engines hold bf16 weights, so latents and conditions enter them in bf16
+    return torch.bfloat16 if config.train.mixed_precision == "bf16" else DTYPES[config.model.dtype]
+
+
+def _trainable_copies(adapter, config: RunConfig, rank: int):
+    """F and G, identical on every rank: rank 0 builds first (the toy teachers fit and cache
+    their copy), the others after a barrier, all from the same seed."""
+    if rank != 0:
+        dist.barrier()
+    torch.manual_seed(config.train.seed)
+    fake = adapter.make_trainable_copy("fake")
+    generator = adapter.make_trainable_copy("generator")
+    if rank == 0:
+        dist.barrier()
+    return fake, generator
+
+
+def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networks:
+    adapter = build_adapter(config.model)
+    if hasattr(adapter, "to"):
+        adapter = adapter.to(device) or adapter
+    fake_module, generator_module = _trainable_copies(adapter, config, rank)
+    if config.model.gradient_checkpointing and hasattr(adapter, "set_gradient_checkpointing"):
+        adapter.set_gradient_checkpointing(True, [fake_module, generator_module])
+    shared_base = config.model.lora.mode == "shared_base"
+    fake_cfg = trained_network_config(config, "fake")
+    generator_cfg = trained_network_config(config, "generator")
+    if shared_base:
+        # F, G and T share one frozen base module: ZeRO-3 would partition it once per engine.
+        # Stage 2 shards only what each engine trains (its LoRA weights and their Adam state).
+        for ds in (fake_cfg, generator_cfg):
+            ds["zero_optimization"] = {**ds["zero_optimization"], "stage": 2}
+    fake = build_trained_network(fake_module.to(device), fake_cfg)
+    generator = build_trained_network(generator_module.to(device), generator_cfg)
+    if shared_base:
+        teacher = EngineVelocity(adapter.teacher, through_engine=False)
+    else:
+        teacher = build_teacher(adapter.teacher.to(device), teacher_config(config))
+    return Networks(adapter, teacher, fake, generator)
+
+
+def _mean_over_ranks(values: list[torch.Tensor]) -> list[float]:
+    stacked = torch.stack([v.detach().double().cpu() for v in values])
+    dist.all_reduce(stacked)
+    return (stacked / dist.get_world_size()).tolist()
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    config: RunConfig = from_dict(loop_config["config"])
+    progress_queue = loop_config.get("progress_queue")
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    assert world == config.train.num_workers, (world, config.train.num_workers)
+    device = ray.train.torch.get_device()
+    deepspeed.init_distributed(dist_backend="nccl" if config.train.use_gpu else "gloo")
+
+    train = config.train
+    accumulation = check_batch(config)
+    per_rank = train.micro_batch_size * accumulation
+    total_iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    checkpoint_every = max(1, round(train.checkpoint_every_kimg * 1000 / train.batch_size))
+    settings = settings_from_config(config.sid)
+    dtype = latent_dtype(config)
+
+    nets = build_networks(config, rank, device)
+    state = checkpoint.TrainState(seed=train.seed)
+    resumed_from: float | None = None
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            state = checkpoint.load(Path(folder), nets.fake, nets.generator, rank)
+        resumed_from = state.kimg
+    tracker = make_tracker(config, rank, state.mlflow_run_id)
+    if tracker is not None:
+        state.mlflow_run_id = tracker.run_id
+
+    # this rank's rows, one iteration (micro_batch_size x accumulation prompts) per batch
+    shard = ray.train.get_dataset_shard(PROMPT_STREAM)
+    batches = iter(shard.iter_batches(batch_size=per_rank, batch_format="numpy", prefetch_batches=2))
+    for _ in range(state.iteration):  # rows of iterations already trained (text only: cheap)
+        next(batches)
+
+    window_start, window_iterations = time.perf_counter(), 0
+    for iteration in range(state.iteration, total_iterations):
+        batch = next(batches)
+        expected = iteration * train.batch_size + rank * per_rank
+        if int(batch["position"][0]) != expected or len(batch["position"]) != per_rank:
+            raise RuntimeError(
+                f"rank {rank}: prompt stream out of step at iteration {iteration} "
+                f"(position {int(batch['position'][0])}, expected {expected})"
+            )
+        cond = nets.adapter.encode_prompts([str(p) for p in batch["prompt"]]).to(device, dtype)
+        micro = [
+            MicroBatch(
+                cond.select(slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)),
+                train.micro_batch_size,
+                noise_key=rank * accumulation + j,
+            )
+            for j in range(accumulation)
+        ]
+        metrics = distill_step(
+            nets.teacher,
+            nets.fake,
+            nets.generator,
+            micro,
+            settings,
+            train.seed,
+            iteration,
+            nets.adapter.latent_shape,
+            device=device,
+            dtype=dtype,
+        )
+        window_iterations += 1
+        state.iteration = iteration + 1
+        state.kimg = state.iteration * train.batch_size / 1000
+        state.data_position = state.iteration * train.batch_size
+
+        last = state.iteration == total_iterations
+        save_now = state.iteration % checkpoint_every == 0 or last
+        if not (save_now or state.iteration % train.log_every == 0):
+            continue
+        # one collective for the global means of this iteration's losses (no .item() per step)
+        fake_loss, generator_loss, dropped = _mean_over_ranks(
+            [metrics.fake_loss, metrics.generator_loss, metrics.dropped_samples]
+        )
+        elapsed = time.perf_counter() - window_start
+        row = {
+            "iteration": state.iteration,
+            "kimg": state.kimg,
+            "k": metrics.num_steps,
+            "loss/fake": fake_loss,
+            "loss/generator": generator_loss,
+            "nan_dropped_samples": dropped * world,
+            "img_per_s": window_iterations * train.batch_size / max(elapsed, 1e-9),
+        }
+        if resumed_from is not None:
+            row["resumed_from_kimg"] = resumed_from
+            resumed_from = None
+        if rank == 0:
+            if tracker is not None:
+                tracker.log(row, step=state.iteration)
+            if progress_queue is not None:
+                try:
+                    progress_queue.put_nowait(row)
+                except Exception:  # the driver went away or its queue is full: never stop training
+                    pass
+        if save_now:
+            with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
+                folder = Path(tmp)
+                checkpoint.save(folder, nets.fake, nets.generator, state, rank)
+                if last:
+                    checkpoint.export_generator(
+                        folder, nets.generator, nets.adapter, config.sid.num_steps, rank
+                    )
+                ray.train.report(
+                    row,
+                    checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                    checkpoint_dir_name=f"checkpoint_{state.iteration:08d}",
+                )
+        else:
+            ray.train.report(row)
+        window_start, window_iterations = time.perf_counter(), 0
+    if tracker is not None:
+        tracker.close()

@@ -47,3 +47,13 @@ def velocity_target(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 def edm_sigma(t: torch.Tensor | float) -> torch.Tensor | float:
     """EDM's noise level of the same point: sigma = t / (1 - t) (SID.md 1)."""
     return t / (1 - t)
+
+
+def gaussian_noise(shape, generator: torch.Generator | None, device, dtype: torch.dtype) -> torch.Tensor:
+    """N(0, I) drawn in at least fp32, then cast to `dtype`.
+
+    A bf16 run thus sees the same noise numbers as an fp32 run with the same generator, and as
+    stock diffusers schedulers, which draw their noise in fp32.
+    """
+    draw_dtype = torch.promote_types(dtype, torch.float32)
+    return torch.randn(shape, generator=generator, device=device, dtype=draw_dtype).to(dtype)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from sid_ray.sid.flow import interpolate, x0_from_velocity
+from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity
 
 NOISE_MODES = ("fresh", "fixed", "ddim")
 
@@ -58,7 +58,7 @@ def rollout(
         t_i = times[i]
         if i > 0:
             if noise == "fresh":
-                eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+                eps = gaussian_noise(z.shape, generator, z.device, z.dtype)
             elif noise == "ddim":
                 # the noise the previous step's x_{t_{i-1}} implies, given its own x0 estimate
                 t_prev = times[i - 1]

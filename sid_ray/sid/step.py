@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from sid_ray.sid.flow import interpolate, x0_from_velocity
+from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity
 from sid_ray.sid.guidance import Conditioning, VelocityModel
 from sid_ray.sid.losses import fake_score_loss, generator_loss
 from sid_ray.sid.rollout import draw_num_steps, rollout
@@ -78,13 +78,13 @@ def _generator_velocity(generator: VelocityModel, cond: Conditioning, scale: flo
 
 
 def _noised(x_g, batch, settings, g):
-    eps = torch.randn(x_g.shape, generator=g, device=x_g.device, dtype=x_g.dtype)
+    eps = gaussian_noise(x_g.shape, g, x_g.device, x_g.dtype)
     t = settings.time_law.sample(batch, generator=g, device=x_g.device).to(x_g.dtype)
     return eps, t, interpolate(x_g, eps, t)
 
 
 def _draw_rollout(generator_module, mb, settings, k, g, latent_shape, device, dtype, grad):
-    z = torch.randn((mb.batch_size, *latent_shape), generator=g, device=device, dtype=dtype)
+    z = gaussian_noise((mb.batch_size, *latent_shape), g, device, dtype)
     velocity = _generator_velocity(generator_module, mb.cond, settings.generator_guidance)
     return rollout(velocity, z, k, settings.num_steps, settings.rollout_noise, g, grad_last_step=grad)
 

@@ -1,0 +1,82 @@
+"""The digits teacher ("digits-flux"): the FLUX adapter on the project's own tiny FLUX folder.
+
+The folder is a stock FluxPipeline trained by `sid_ray.models.digits_teacher` on sklearn's
+digits (16x16 images, prompts "a handwritten seven"). It ships in the repository at
+`SHIPPED_FOLDER` (under 3 MB), so a run finds it without training; when that folder is absent
+(a trimmed install, a changed recipe) it is built on first use into the cache
+(`$SID_RAY_CACHE`, else ~/.cache/sid_ray), a few minutes on 2 cores.
+
+Everything else is FLUX as the FLUX adapter implements it; this teacher has no guidance
+embedding, so a guidance scale is real two-pass classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.models.digits_data import DIGITS_RESOLUTION, digit_of_prompt
+from sid_ray.models.flux import FluxAdapter
+from sid_ray.models.registry import register
+
+SHIPPED_FOLDER = Path(__file__).resolve().parent.parent / "assets" / "digits-flux"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SID_RAY_CACHE", Path.home() / ".cache" / "sid_ray"))
+
+
+def digits_teacher_folder(build_if_missing: bool = True) -> Path:
+    """The shipped teacher folder, else the cached build (trained now if needed, once per machine)."""
+    if (SHIPPED_FOLDER / "model_index.json").is_file():
+        return SHIPPED_FOLDER
+    from sid_ray.models.digits_teacher import DigitsTeacherRecipe, build_digits_teacher
+
+    recipe = DigitsTeacherRecipe()
+    folder = _cache_dir() / f"digits-flux-{recipe.key()}"
+    if (folder / "model_index.json").is_file():
+        return folder
+    if not build_if_missing:
+        raise ConfigError(
+            f"model.path: the digits teacher is neither at {SHIPPED_FOLDER} nor at {folder}; "
+            "run scripts/train_digits_teacher.py"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # one builder per machine: Ray workers starting together wait for the first one's folder
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "model_index.json").is_file():
+            partial = folder.with_name(folder.name + f".partial{os.getpid()}")
+            build_digits_teacher(partial, recipe)
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+    return folder
+
+
+class DigitsFluxAdapter(FluxAdapter):
+    """FLUX adapter on the digits teacher; `model.path` empty = the shipped (or cached) folder."""
+
+    name = "digits-flux"
+    default_path = ""
+
+    def __init__(self, config: ModelConfig, components: dict[str, Any] | None = None, **kwargs):
+        if config.resolution != DIGITS_RESOLUTION:
+            raise ConfigError(
+                f"model.resolution: the digits teacher draws {DIGITS_RESOLUTION}x{DIGITS_RESOLUTION} "
+                f"images; set model.resolution={DIGITS_RESOLUTION} (got {config.resolution})"
+            )
+        if components is None and not config.path:
+            config.path = str(digits_teacher_folder())
+        super().__init__(config, components, **kwargs)
+
+    @staticmethod
+    def digit_of(prompt: str) -> int:
+        """The digit a prompt asks for (the alignment metric's label)."""
+        return digit_of_prompt(prompt)
+
+
+register("digits-flux", DigitsFluxAdapter)

@@ -38,6 +38,28 @@ class LoraConfig:
 
 
 @dataclass
+class FluxGuidanceConfig:
+    """How FLUX teachers with a guidance embedding (FLUX.1-dev) apply the SiD guidance scales.
+
+    FLUX.1-dev is guidance-distilled (SID.md 5): its guidance is an input embedding, one pass.
+    "embedding" feeds a role's scale k to that embedding; "cfg" runs real two-pass CFG at scale k
+    with the embedding held at `cfg_embedding`. The generator always runs in "embedding" mode at
+    `sid.generator_guidance`, the value the export folds into the saved transformer.
+    FLUX checkpoints without a guidance embedding always use two-pass CFG; other families ignore
+    this section.
+    """
+
+    teacher: Literal["embedding", "cfg"] = option(
+        "embedding", "how T applies sid.teacher_guidance (k4): embedding = one pass; cfg = two passes"
+    )
+    fake: Literal["embedding", "cfg"] = option(
+        "embedding",
+        "how F applies sid.fake_guidance_train/eval (k1, k2); Zero-CFG and Anti-CFG (k <= 0) need cfg",
+    )
+    cfg_embedding: float = option(1.0, "guidance embedding of both passes of a role in cfg mode")
+
+
+@dataclass
 class ModelConfig:
     name: str = option("gmm-ring", "registered teacher name, e.g. flux-dev, sd35-large, sana-600m, gmm-ring")
     path: str = option("", "local diffusers folder or hub id of the teacher; empty = the registry's default")
@@ -47,6 +69,9 @@ class ModelConfig:
     resolution: int = option(512, "image resolution in pixels (DiT teachers)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     lora: LoraConfig = section(LoraConfig, "LoRA and shared-base settings")
+    flux_guidance: FluxGuidanceConfig = section(
+        FluxGuidanceConfig, "FLUX.1-dev: guidance embedding or two-pass CFG per role (SID.md 5)"
+    )
     toy_fit_steps: int = option(
         3000, "toy teachers only: Adam steps fitting the MLP copies of F and G to the exact velocity"
     )
@@ -81,7 +106,7 @@ class SiDConfig:
         1.0, "k2: fake network CFG scale in the generator loss (< 0 = Anti-CFG)"
     )
     generator_guidance: float = option(
-        1.0, "guidance the generator itself runs with (FLUX embedding; 1 = none)"
+        1.0, "guidance the generator itself runs with (FLUX: its embedding, folded into the export; 1 = none)"
     )
 
     def validate(self, path: str) -> None:

@@ -8,7 +8,8 @@ sid_ray what it needs without knowing the family:
 - `decode(latents)` -> images in [0, 1] (B, 3, H, W); `encode_images(images)` -> latents,
 - `export(generator, folder)` -> a stock diffusers pipeline folder sampling in K steps.
 Family adapters live in one file each (flux.py, sd3.py, sana.py, gaussian_mixture toy, ...)
-and register themselves in `sid_ray.models.registry`.
+and register themselves in `sid_ray.models.registry`, which builds them from the config's model
+and SiD sections (`build_adapter(run_config)`).
 """
 
 from __future__ import annotations

@@ -3,35 +3,72 @@
 A family module subclasses two classes:
 - `TransformerVelocity` (a FlowModel): how one forward of the diffusers transformer is called
   (timestep scale, position ids, guidance embedding) -> `velocity(x_t, t, cond)`.
-- `DiTAdapter` (a TeacherAdapter): which pipeline folder parts it needs, how prompts are encoded
-  (`encode_text`), the latent layout (`pack_latents` / `unpack_latents`, identity by default),
-  which velocity class each role uses, and the default LoRA target modules.
+- `DiTAdapter` (a TeacherAdapter): its text parts and stock pipeline class, how prompts are
+  encoded (`encode_text`, and `encode_null` for the unconditional), the latent layout
+  (`pack_latents` / `unpack_latents`, identity by default), which velocity each role uses, the
+  default LoRA targets, and checks of the settings against the checkpoint (`check_checkpoint`).
+  Families whose registered names differ only in data (SD3, SANA) subclass `VariantDiTAdapter`
+  and describe each name with a `Variant`.
 
-`DiTAdapter` then provides, for every family: loading through `sid_ray.models.loading`, the frozen
-teacher, F and G copies in the three `model.lora.mode`s (full deepcopy, LoRA on copies, one
-shared base with two named adapters; see `sid_ray.models.lora`), gradient checkpointing, the
-empty-prompt embedding cache, and VAE decode/encode with the family's scaling and shift factors.
+`DiTAdapter` then provides, for every family: loading through `sid_ray.models.loading` (settings
+checked against the checkpoint's configs before any weight is read), the frozen teacher, F and G
+copies in the three `model.lora.mode`s (full deepcopy, LoRA on copies, one shared base with two
+named adapters; see `sid_ray.models.lora`), gradient checkpointing, prompt encoding through the
+stock pipeline's own `encode_prompt`, the null-prompt cache, VAE decode/encode with the family's
+scaling and shift factors, and export as a stock pipeline folder.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
 from sid_ray.models.export import write_pipeline_folder
-from sid_ray.models.loading import load_components, torch_dtype
+from sid_ray.models.loading import load_components, read_part_config, resolve_folder, torch_dtype
 from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora, export_lora, merged_transformer
+from sid_ray.models.registry import register
 
 ROLES = ("teacher", "fake", "generator")
+
+
+def fp32_timestep(t: torch.Tensor | float, batch: int, scale: float) -> torch.Tensor:
+    """(B,) float32 `scale * t`: the transformer's timestep for flow time t.
+
+    float32 even when the model runs in bf16: bf16 would round 1000 * t to 8 significant bits,
+    and the stock pipelines also pass fp32 timesteps (the models cast after their sinusoidal
+    embedding).
+    """
+    t = torch.as_tensor(t).float()
+    return (scale * t).expand(batch) if t.ndim == 0 else scale * t
+
+
+def vae_scale_factor_of(vae_config: Mapping[str, Any]) -> int | None:
+    """Pixels per latent pixel from a VAE config (None if the config names no stages)."""
+    # AutoencoderDC (SANA's DC-AE) names its stages per side; AutoencoderKL has one list
+    blocks = vae_config.get("encoder_block_out_channels") or vae_config.get("block_out_channels")
+    return 2 ** (len(blocks) - 1) if blocks else None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One registered teacher of a `VariantDiTAdapter` family (a release or the tiny test model)."""
+
+    name: str
+    #: hub id used when model.path is empty ("" = model.path is required)
+    default_path: str
+    #: the released transformer's architecture, for random-weight models of the real size
+    #: (benchmarks, meta-device tests); None for the tiny test model
+    transformer_config: dict[str, Any] | None = field(default=None, hash=False)
 
 
 class TransformerVelocity(FlowModel):
@@ -53,9 +90,9 @@ class TransformerVelocity(FlowModel):
 class DiTAdapter(TeacherAdapter):
     """Shared machinery of diffusers-DiT teachers; see the module docstring for the hooks."""
 
-    #: pipeline folder parts loaded besides the transformer (tokenizers, text encoders, vae, scheduler)
-    parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae")
-    #: the velocity class of each role (FLUX gives roles different guidance behaviour)
+    #: tokenizers and text encoders the family's `encode_prompt` needs (loaded with the rest)
+    text_parts: ClassVar[tuple[str, ...]] = ()
+    #: the velocity class of each role (FLUX overrides `velocity_model` instead: roles differ)
     velocity_class: ClassVar[type[TransformerVelocity]] = TransformerVelocity
     #: LoRA target module names when `model.lora.target_modules` is empty
     default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
@@ -63,15 +100,37 @@ class DiTAdapter(TeacherAdapter):
     default_path: ClassVar[str] = ""
     #: the stock diffusers pipeline class of the family (export, LoRA saving, prompt encoding)
     pipeline_class: ClassVar[type | None] = None
+    #: extra arguments the export README passes to the pipeline call (e.g. guidance_scale=1.0
+    #: where the pipeline's default would run CFG on the generator)
+    export_call_hint: ClassVar[str] = ""
+    #: where the stock pipeline draws each step's fresh noise, for the export README: "global"
+    #: (torch's global generator; the pipeline calls `scheduler.step` without one) or "call"
+    #: (the pipeline hands the call's `generator` to `scheduler.step`)
+    step_noise_source: ClassVar[Literal["global", "call"]] = "global"
 
-    def __init__(self, config: ModelConfig, components: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        components: dict[str, Any] | None = None,
+        sid: SiDConfig | None = None,
+    ):
+        # Subclasses set what `velocity_model` reads (FLUX: roles, SANA: variant) BEFORE calling
+        # this constructor, since it wraps the teacher at its end.
         self.config = config
+        self.sid = sid or SiDConfig()
         self.dtype = torch_dtype(config.dtype)
+        self._text_pipeline = None
         if components is None:
             path = config.path or self.default_path
             if not path:
                 raise ConfigError(f"model.path: {config.name} has no default folder; set model.path")
-            components = load_components(path, ("transformer", *self.parts), self.dtype)
+            folder = resolve_folder(path, self.loaded_parts)
+            # a bad setting fails here, from two small json files, not after minutes of loading
+            self.check_checkpoint(read_part_config(folder, "transformer"), read_part_config(folder, "vae"))
+            components = load_components(folder, self.loaded_parts, self.dtype)
+        else:
+            vae = components.get("vae")
+            self.check_checkpoint(dict(components["transformer"].config), dict(vae.config) if vae else {})
         self.components = components
         self.transformer: nn.Module = components["transformer"].requires_grad_(False).eval()
         self.vae: nn.Module | None = components.get("vae")
@@ -85,10 +144,20 @@ class DiTAdapter(TeacherAdapter):
         if config.gradient_checkpointing:
             self.set_gradient_checkpointing(True)
 
+    @property
+    def loaded_parts(self) -> tuple[str, ...]:
+        """Pipeline folder parts a run loads (the folder's other parts are never read)."""
+        return ("transformer", "scheduler", "vae", *self.text_parts)
+
     # --- hooks for the families -------------------------------------------------------------
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """{name: (B, ...) tensor} prompt embeddings for a batch, as the velocity consumes them."""
         raise NotImplementedError
+
+    def encode_null(self) -> dict[str, torch.Tensor]:
+        """The unconditional condition (batch 1): the empty prompt, as the pipelines' default
+        negative prompt "" (SANA overrides: its pipeline encodes negatives differently)."""
+        return self.encode_text([""])
 
     def velocity_model(self, transformer: nn.Module, role: str) -> TransformerVelocity:
         """The FlowModel of `role` around `transformer` (override for role-specific behaviour)."""
@@ -102,20 +171,40 @@ class DiTAdapter(TeacherAdapter):
         """Inverse of `pack_latents`."""
         return x
 
+    def latent_patch(self, transformer_config: Mapping[str, Any]) -> int:
+        """Latent pixels per side of one token: the transformer's patch size (FLUX: its packing)."""
+        return transformer_config.get("patch_size") or 1
+
+    def check_checkpoint(self, transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> None:
+        """Raise ConfigError for settings this checkpoint cannot run (called before loading).
+
+        Empty configs (a folder without them) skip the checks; loading then reports the folder.
+        """
+        factor = vae_scale_factor_of(vae_config)
+        if factor is None or not transformer_config:
+            return
+        multiple = factor * self.latent_patch(transformer_config)
+        if self.config.resolution % multiple:
+            # as the stock pipelines' check_inputs: whole tokens, no cropping
+            raise ConfigError(
+                f"model.resolution: {self.config.name} needs a multiple of {multiple} (VAE factor "
+                f"{factor} x latent patch {multiple // factor}), got {self.config.resolution}"
+            )
+
     # --- TeacherAdapter ---------------------------------------------------------------------
     @property
     def teacher(self) -> FlowModel:
         return self._teacher
 
     @property
+    def scheduler(self):
+        """The folder's scheduler (the samplers use its sigmas; export replaces it)."""
+        return self.components["scheduler"]
+
+    @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent pixel (8 for the SD/FLUX VAEs, 32 for SANA's DC-AE)."""
-        if self.vae is None:
-            return 8
-        cfg = self.vae.config
-        if hasattr(cfg, "block_out_channels") and not hasattr(cfg, "encoder_block_types"):
-            return 2 ** (len(cfg.block_out_channels) - 1)
-        return 2 ** (len(cfg.encoder_block_out_channels) - 1)  # AutoencoderDC
+        return (vae_scale_factor_of(self.vae.config) if self.vae is not None else None) or 8
 
     @property
     def latent_channels(self) -> int:
@@ -176,26 +265,50 @@ class DiTAdapter(TeacherAdapter):
             else:
                 module.enable_gradient_checkpointing()
 
+    def text_pipeline(self):
+        """The family's stock pipeline holding only its tokenizers and text encoders.
+
+        Prompt encoding is the pipeline's own `encode_prompt`, so CLIP skip, padding, pooling,
+        instruction prefixes and concatenation order are diffusers' by construction, not copies.
+        """
+        if self._text_pipeline is None:
+            text = {part: self.components[part] for part in self.text_parts}
+            self._text_pipeline = self.pipeline_class(transformer=None, scheduler=None, vae=None, **text)
+        return self._text_pipeline
+
+    @property
+    def text_device(self) -> torch.device:
+        """Where prompts are tokenised to: the (first) text encoder's device."""
+        return self.components["text_encoder"].device
+
     def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
-        """Embeddings of `prompts`, with the empty prompt's (computed once) as the null condition."""
+        """Embeddings of `prompts`, with the null condition (computed once) as their twin."""
         if self._null is None:
-            self._null = self.encode_text([""])
+            self._null = self.encode_null()
         return TensorConditioning(self.encode_text(list(prompts)), self._null)
+
+    def _require_vae(self) -> nn.Module:
+        if self.vae is None:
+            raise RuntimeError(f"{self.config.name}: this adapter was built without a 'vae' component")
+        return self.vae
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the velocity's layout -> images in [0, 1], (B, 3, H, W)."""
-        cfg = self.vae.config
-        z = self.unpack_latents(latents).to(self.vae.dtype)
+        vae = self._require_vae()
+        cfg = vae.config
+        z = self.unpack_latents(latents).to(vae.dtype)
         z = z / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
-        images = self.vae.decode(z, return_dict=False)[0]
+        images = vae.decode(z, return_dict=False)[0]
         return (images.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> latents (the posterior's mode for KL VAEs), in the velocity's layout."""
-        cfg = self.vae.config
-        out = self.vae.encode((images * 2 - 1).to(self.vae.dtype))
+        vae = self._require_vae()
+        cfg = vae.config
+        out = vae.encode((images * 2 - 1).to(vae.dtype))
+        # AutoencoderKL returns a distribution (its mode is deterministic); AutoencoderDC a latent
         z = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
         z = (z - (getattr(cfg, "shift_factor", None) or 0.0)) * cfg.scaling_factor
         return self.pack_latents(z)
@@ -214,11 +327,14 @@ class DiTAdapter(TeacherAdapter):
         components = {k: v for k, v in self.components.items() if k != "transformer"}
         components["transformer"] = self.export_transformer(generator)
         return write_pipeline_folder(
-            self.pipeline_class, components, folder, num_steps, self.config.name, self.export_call_hint
+            self.pipeline_class,
+            components,
+            folder,
+            num_steps,
+            teacher=self.config.name,
+            call_hint=self.export_call_hint,
+            step_noise_source=self.step_noise_source,
         )
-
-    #: extra arguments the README tells users to pass (e.g. FLUX without a guidance embedding: none)
-    export_call_hint: ClassVar[str] = ""
 
     def export_lora(self, generator: FlowModel, folder: str | Path) -> Path:
         """G's LoRA weights as diffusers safetensors (`pipe.load_lora_weights(folder)` on the teacher)."""
@@ -232,3 +348,37 @@ class DiTAdapter(TeacherAdapter):
             if isinstance(obj, nn.Module):
                 obj.to(device)
         return self
+
+
+class VariantDiTAdapter(DiTAdapter):
+    """A family whose registered names differ only in data: one class, one `Variant` per name."""
+
+    #: registered name -> variant (set by the family)
+    variants: ClassVar[dict[str, Variant]] = {}
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        variant: Variant | None = None,
+        components: dict[str, Any] | None = None,
+        sid: SiDConfig | None = None,
+    ):
+        self.variant = variant or self.variant_of(config.name)
+        # instance attributes over the class defaults: this variant's registered name and folder
+        self.name = self.variant.name
+        self.default_path = self.variant.default_path
+        super().__init__(config, components, sid)
+
+    @classmethod
+    def variant_of(cls, name: str) -> Variant:
+        if name not in cls.variants:
+            raise ConfigError(
+                f"model.name: {name!r} is not a {cls.__name__} teacher; use one of {list(cls.variants)}"
+            )
+        return cls.variants[name]
+
+    @classmethod
+    def register_variants(cls) -> None:
+        """Register every variant's name with the registry (called once by the family module)."""
+        for name in cls.variants:
+            register(name, cls)

@@ -17,9 +17,14 @@ The times must be exactly 1 - i/K whatever the pipeline passes:
   (SD3) get linspace(1, 0.001, K), which the stretch maps to linspace(1, 1/K, K) = 1 - i/K.
 `check_rollout_schedule` verifies both at export time.
 
-Noise: pipelines call `scheduler.step` without a generator, so the fresh noise comes from torch's
-global generator (in fp32, the scheduler upcasts). `sid_ray.models.sampling.sid_sample` with
-`generator=None` draws the same numbers; seed with `torch.manual_seed` to compare.
+Noise (drawn in fp32, the scheduler upcasts) depends on the pipeline, so each family adapter
+says where it comes from (`DiTAdapter.step_noise_source`) and the README tells users how to seed:
+- "global": FluxPipeline and StableDiffusion3Pipeline call `scheduler.step` without a generator,
+  so the fresh noise comes from torch's global generator; seed with `torch.manual_seed`, and
+  `sid_ray.models.sampling.sid_sample(..., generator=None)` draws the same numbers.
+- "call": SanaPipeline hands the call's `generator` to `scheduler.step`, so the initial latents and
+  then every step's fresh noise come from that generator, in this order (`sid_sample` with one
+  generator that first drew z does the same).
 """
 
 from __future__ import annotations
@@ -67,12 +72,26 @@ Teacher: `{teacher}`. Distilled with Score identity Distillation into a {num_ste
 import torch
 from diffusers import {pipeline}
 pipe = {pipeline}.from_pretrained("<this folder>", torch_dtype=torch.bfloat16)
-torch.manual_seed(0)  # the scheduler draws its fresh per-step noise from torch's global generator
+{seeding}
 image = pipe(prompt, num_inference_steps={num_steps}{extra}).images[0]
 ```
 The scheduler (`FlowMatchEulerDiscreteScheduler`, stochastic_sampling=True, shift_terminal=1/{num_steps})
 samples at t = 1 - i/{num_steps} with fresh noise at every step, as the generator was trained.
 """
+
+# step_noise_source -> (the seeding line, arguments the call needs for it)
+SEEDING: dict[str, tuple[str, str]] = {
+    "global": (
+        "torch.manual_seed(0)  # {pipeline} draws the initial and every step's fresh noise from "
+        "torch's global generator",
+        "",
+    ),
+    "call": (
+        "generator = torch.Generator().manual_seed(0)  # {pipeline} draws the initial and every "
+        "step's fresh noise from the call's generator",
+        ", generator=generator",
+    ),
+}
 
 
 def write_pipeline_folder(
@@ -82,18 +101,32 @@ def write_pipeline_folder(
     num_steps: int,
     teacher: str = "",
     call_hint: str = "",
+    step_noise_source: str = "global",
 ) -> Path:
     """Save `pipeline_class(**components)` with the roll-out scheduler and a usage README.
 
     `components` are the pipeline's modules (transformer = the generator as the family's plain
     transformer class, vae, text encoders, tokenizers); any "scheduler" entry is replaced.
+    `call_hint` holds extra call arguments for the README; `step_noise_source` ("global" or
+    "call") says how the pipeline seeds its per-step noise (see the module docstring).
     """
+    if step_noise_source not in SEEDING:
+        raise ValueError(f"step_noise_source must be one of {list(SEEDING)}, got {step_noise_source!r}")
     folder = Path(folder)
     scheduler = rollout_scheduler(num_steps)
-    check_rollout_schedule(scheduler, num_steps)
-    pipe = pipeline_class(**{**components, "scheduler": rollout_scheduler(num_steps)})
+    check_rollout_schedule(
+        scheduler, num_steps
+    )  # only set_timesteps state changes; the config saved is as built
+    pipe = pipeline_class(**{**components, "scheduler": scheduler})
     pipe.save_pretrained(folder, safe_serialization=True)
-    (folder / "README.md").write_text(
-        USAGE.format(num_steps=num_steps, teacher=teacher, pipeline=pipeline_class.__name__, extra=call_hint)
+    seeding, seed_argument = SEEDING[step_noise_source]
+    name = pipeline_class.__name__
+    readme = USAGE.format(
+        num_steps=num_steps,
+        teacher=teacher,
+        pipeline=name,
+        seeding=seeding.format(pipeline=name),
+        extra=seed_argument + call_hint,
     )
+    (folder / "README.md").write_text(readme)
     return folder

@@ -5,18 +5,21 @@
   (its own static `_pack_latents` / `_unpack_latents` / `_prepare_latent_image_ids` are called).
 - Time: the transformer takes t in [0, 1] and multiplies by 1000 inside (SID.md 1).
 - Guidance (SID.md 5): FLUX.1-dev is guidance-distilled, so `guided_velocity(..., k)` is ONE pass
-  with guidance embedding k ("embedding" mode, the default for every role; the generator runs at
-  `generator_guidance`, 1). "cfg" mode runs real two-pass CFG on top, at a fixed embedding.
+  with guidance embedding k ("embedding" mode, the default of T and F). "cfg" mode runs real
+  two-pass CFG on top, at a fixed embedding (`model.flux_guidance`); Zero-CFG and Anti-CFG on F
+  need it, since the embedding has no unconditional or negative setting (`check_guidance_modes`).
+  The generator runs in embedding mode at `sid.generator_guidance` (1 = no guidance).
 - Prompts: CLIP-L pooled output + T5-XXL hidden states, encoded by FluxPipeline.encode_prompt.
 - VAE: z_model = (z_vae - shift_factor) * scaling_factor.
-- Export: the guidance embedding of G's value is folded into the timestep embedding's bias, so the
-  exported transformer has no guidance input and stock FluxPipeline samples G whatever
-  `guidance_scale` the user passes.
+- Export: G's guidance embedding (`sid.generator_guidance`) is folded into the timestep
+  embedding's bias, so the exported transformer has no guidance input and stock FluxPipeline
+  samples G whatever `guidance_scale` the user passes.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +29,8 @@ from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from torch import nn
 
-from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.config.schema import ConfigError, FluxGuidanceConfig, ModelConfig, SiDConfig
+from sid_ray.models.base import FlowModel
 from sid_ray.models.dit import DiTAdapter, TransformerVelocity
 from sid_ray.models.registry import register
 from sid_ray.models.sampling import scheduler_schedule
@@ -61,17 +65,53 @@ FLUX_LORA_TARGETS = (
 class FluxGuidance:
     """How one role turns a guidance scale k into FLUX forwards (SID.md 5)."""
 
+    #: "embedding": `guided_velocity(..., k)` is one pass at guidance embedding k; "cfg": real
+    #: two-pass CFG at scale k (the empty prompt as the unconditional branch)
     mode: Literal["embedding", "cfg"] = "embedding"
-    #: "embedding": k is the guidance embedding (one pass); "cfg": the embedding value held fixed
-    #: while k is real two-pass CFG (the empty prompt as the unconditional branch)
+    #: the embedding of an unguided `velocity` pass, so of both passes in "cfg" mode
     embedding: float = 1.0
 
 
 @dataclass(frozen=True)
 class FluxRoles:
+    """The guidance behaviour of T, F and G."""
+
     teacher: FluxGuidance = field(default_factory=FluxGuidance)
     fake: FluxGuidance = field(default_factory=FluxGuidance)
     generator: FluxGuidance = field(default_factory=FluxGuidance)
+
+    @classmethod
+    def from_config(cls, guidance: FluxGuidanceConfig, generator_guidance: float) -> FluxRoles:
+        return cls(
+            teacher=FluxGuidance(guidance.teacher, guidance.cfg_embedding),
+            fake=FluxGuidance(guidance.fake, guidance.cfg_embedding),
+            # G runs without CFG (SID.md 5), at the embedding training gives it and export folds in
+            generator=FluxGuidance("embedding", generator_guidance),
+        )
+
+
+def check_guidance_modes(guidance: FluxGuidanceConfig, sid: SiDConfig) -> None:
+    """Raise ConfigError where a role in "embedding" mode gets a scale k <= 0.
+
+    FLUX.1-dev's guidance embedding is one conditional pass at strength k; it has no unconditional
+    (k = 0, Zero-CFG) or negative (Anti-CFG) setting, which only real two-pass CFG expresses.
+    """
+    scales = {
+        "teacher": {"teacher_guidance": sid.teacher_guidance},
+        "fake": {
+            "fake_guidance_train": sid.fake_guidance_train,
+            "fake_guidance_eval": sid.fake_guidance_eval,
+        },
+    }
+    for role, role_scales in scales.items():
+        bad = [f"sid.{name}={k:g}" for name, k in role_scales.items() if k <= 0]
+        if bad and getattr(guidance, role) == "embedding":
+            raise ConfigError(
+                f"model.flux_guidance.{role}: 'embedding' mode feeds the guidance scale to FLUX's "
+                f"guidance embedding, which has no unconditional or negative setting, but "
+                f"{', '.join(bad)} (Zero-CFG / Anti-CFG); set model.flux_guidance.{role}=cfg "
+                "for real two-pass CFG"
+            )
 
 
 class FluxVelocity(TransformerVelocity):
@@ -120,7 +160,7 @@ class FluxAdapter(DiTAdapter):
     """FLUX.1 teacher. Velocity layout: packed latents (H/16 * W/16, 64) for FLUX.1-dev."""
 
     name = "flux-dev"
-    parts = ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+    text_parts = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     default_lora_targets = FLUX_LORA_TARGETS
     default_path = "black-forest-labs/FLUX.1-dev"
     pipeline_class = FluxPipeline
@@ -130,25 +170,29 @@ class FluxAdapter(DiTAdapter):
         self,
         config: ModelConfig,
         components: dict[str, Any] | None = None,
-        roles: FluxRoles | None = None,
-        generator_guidance: float = 1.0,
+        sid: SiDConfig | None = None,
         max_sequence_length: int = 512,
     ):
-        self.roles = roles or FluxRoles()
-        self.generator_guidance = generator_guidance  # the embedding G was trained with (export)
-        super().__init__(config, components)
-        if config.resolution % (self.vae_scale_factor * 2):
-            raise ConfigError(
-                f"model.resolution: FLUX needs a multiple of {self.vae_scale_factor * 2}, got {config.resolution}"
-            )
+        sid = sid or SiDConfig()
+        # read by velocity_model, which the base constructor calls to wrap the teacher
+        self.roles = FluxRoles.from_config(config.flux_guidance, sid.generator_guidance)
+        super().__init__(config, components, sid)
         # the pipeline's default 512, capped by the tokenizer (tiny tokenizers are shorter)
         self.max_sequence_length = min(max_sequence_length, self.components["tokenizer_2"].model_max_length)
-        self._text_pipeline = FluxPipeline(
-            scheduler=None,
-            vae=None,
-            transformer=None,
-            **{k: self.components[k] for k in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")},
-        )
+
+    @property
+    def generator_guidance(self) -> float:
+        """The guidance embedding G runs at (`sid.generator_guidance`), folded in by export."""
+        return self.roles.generator.embedding
+
+    def latent_patch(self, transformer_config: Mapping[str, Any]) -> int:
+        return 2  # FluxPipeline packs 2x2 latent pixels into one token (the transformer's patch is 1)
+
+    def check_checkpoint(self, transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> None:
+        super().check_checkpoint(transformer_config, vae_config)
+        # without a guidance embedding every scale is two-pass CFG already, so every mode is valid
+        if transformer_config.get("guidance_embeds"):
+            check_guidance_modes(self.config.flux_guidance, self.sid)
 
     @property
     def latent_grid(self) -> tuple[int, int]:
@@ -167,7 +211,7 @@ class FluxAdapter(DiTAdapter):
         As FluxPipeline.__call__: sigmas linspace(1, 1/N, N), shifted by the resolution-dependent
         mu of the folder's scheduler config.
         """
-        scheduler = self.components["scheduler"]
+        scheduler = self.scheduler
         cfg = scheduler.config
         mu = calculate_shift(
             self.latent_shape[0],
@@ -184,8 +228,8 @@ class FluxAdapter(DiTAdapter):
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        prompt_embeds, pooled, _ = self._text_pipeline.encode_prompt(
-            prompts, device=self.device, max_sequence_length=self.max_sequence_length
+        prompt_embeds, pooled, _ = self.text_pipeline().encode_prompt(
+            prompts, device=self.text_device, max_sequence_length=self.max_sequence_length
         )
         return {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled}
 
@@ -197,7 +241,7 @@ class FluxAdapter(DiTAdapter):
         res = self.config.resolution
         return FluxPipeline._unpack_latents(x, res, res, self.vae_scale_factor)
 
-    def export_transformer(self, generator) -> nn.Module:
+    def export_transformer(self, generator: FlowModel) -> nn.Module:
         return fold_guidance_embedding(super().export_transformer(generator), self.generator_guidance)
 
 

@@ -11,7 +11,7 @@ import copy
 
 import torch
 
-from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
@@ -75,4 +75,9 @@ class GaussianMixtureAdapter(TeacherAdapter):
         return label
 
 
-register("gmm-ring", GaussianMixtureAdapter)
+def build(config: ModelConfig, sid: SiDConfig | None = None) -> GaussianMixtureAdapter:
+    """Registry builder; the exact toy teacher needs nothing from the SiD section."""
+    return GaussianMixtureAdapter(config)
+
+
+register("gmm-ring", build)

@@ -52,16 +52,34 @@ def resolve_folder(path: str | Path, parts: Sequence[str] = (), role: str = "tea
         raise ModelLoadError(f"{role} folder {path} is a file, not a folder ({_EXPECTED})")
     if not _is_hub_id(path):
         raise ModelLoadError(f"{role} folder {path} does not exist ({_EXPECTED})")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
-    patterns = ["model_index.json"] + [f"{p}/{pat}" for p in parts for pat in _HUB_PATTERNS]
     try:
-        return Path(snapshot_download(path, allow_patterns=patterns))
+        return Path(snapshot_download(path, allow_patterns=hub_patterns(parts)))
     except Exception as err:  # network, auth (HF_TOKEN) or unknown repo: one message, the cause kept
+        if constants.is_offline_mode():
+            where = f"HF_HUB_OFFLINE is set and the hub cache {constants.HF_HUB_CACHE} does not hold it"
+        else:
+            where = f"{type(err).__name__}: {err}"
         raise ModelLoadError(
             f"{role} {path} is neither a local folder nor a downloadable hub repository "
-            f"({type(err).__name__}: {err}); check the path, network and HF_TOKEN"
+            f"({where}); check the path, network and HF_TOKEN"
         ) from err
+
+
+def hub_patterns(parts: Sequence[str]) -> list[str]:
+    """`snapshot_download` allow-patterns: model_index.json and the configs, vocabularies and
+    safetensors of `parts` only (a hub repo often also holds .bin/.ckpt copies and other parts)."""
+    return ["model_index.json"] + [f"{part}/{pattern}" for part in parts for pattern in _HUB_PATTERNS]
+
+
+def read_part_config(folder: Path, part: str) -> dict[str, Any]:
+    """`part/config.json` of a pipeline folder, or {} when absent or unreadable (then
+    `load_components` reports the problem), read without loading any weights."""
+    try:
+        return json.loads((folder / part / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def read_model_index(folder: Path, role: str = "teacher") -> dict[str, Any]:

@@ -33,7 +33,7 @@ from peft.utils import get_peft_model_state_dict
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sid_ray.config.schema import LoraConfig
+from sid_ray.config.schema import ConfigError, LoraConfig
 from sid_ray.models.base import FlowModel
 
 SHARED_ADAPTERS = ("fake", "generator")
@@ -60,9 +60,9 @@ def add_lora(transformer: nn.Module, config: LoraConfig, targets: Sequence[str],
     transformer.add_adapter(peft_config(config, targets), adapter_name=adapter)
     params = lora_parameters(transformer, adapter)
     if not params:
-        raise ValueError(
-            f"LoRA targets {list(targets)} matched no module of {type(transformer).__name__}; "
-            "set model.lora.target_modules to names of its Linear layers"
+        raise ConfigError(
+            f"model.lora.target_modules: LoRA targets {list(targets)} matched no module of "
+            f"{type(transformer).__name__}; set it to names of its Linear layers"
         )
     for name, p in transformer.named_parameters():
         # base weights (present before the injection, renamed to *.base_layer.*) stay frozen

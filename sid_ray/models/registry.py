@@ -2,14 +2,22 @@
 
 Each family module registers its names with `register`; `build_adapter(config)` imports the
 module that owns the name only when it is asked for, so a toy run never imports diffusers.
+
+A builder is called as `builder(model_config, sid=sid_config)`: the model section says what to
+load, the SiD section what the adapter must know of the method (FLUX: the guidance scales it
+checks against its guidance modes, and the generator's guidance embedding that export folds in).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.config.schema import ConfigError, ModelConfig, RunConfig, SiDConfig
+
+if TYPE_CHECKING:
+    from sid_ray.models.adapter import TeacherAdapter
 
 # name -> module that registers it (imported lazily)
 _OWNERS: dict[str, str] = {
@@ -25,11 +33,11 @@ _OWNERS: dict[str, str] = {
     "sana-tiny": "sid_ray.models.sana",
     "digits-flux": "sid_ray.models.digits",
 }
-_BUILDERS: dict[str, Callable] = {}
+_BUILDERS: dict[str, Callable[..., TeacherAdapter]] = {}
 
 
-def register(name: str, builder: Callable) -> None:
-    """Called by a family module at import: `builder(model_config) -> TeacherAdapter`."""
+def register(name: str, builder: Callable[..., TeacherAdapter]) -> None:
+    """Called by a family module at import: `builder(model_config, sid=sid_config) -> TeacherAdapter`."""
     _BUILDERS[name] = builder
 
 
@@ -42,12 +50,21 @@ def registered_names() -> list[str]:
     return sorted(set(_OWNERS) | set(_BUILDERS))
 
 
-def build_adapter(config: ModelConfig):
-    """The adapter for `config.name`; unknown names list the registered ones."""
-    if config.name not in _BUILDERS:
-        if config.name not in _OWNERS:
-            raise ConfigError(
-                f"model.name: unknown teacher {config.name!r}; registered: {registered_names()}"
-            )
-        importlib.import_module(_OWNERS[config.name])
-    return _BUILDERS[config.name](config)
+def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None) -> TeacherAdapter:
+    """The adapter for the model section of `config`; unknown names list the registered ones.
+
+    Pass the whole RunConfig (or the model section and `sid`): FLUX adapters read
+    `sid.generator_guidance` (the guidance embedding export folds into G) and validate the SiD
+    guidance scales against `model.flux_guidance`. A bare ModelConfig gets SiDConfig's defaults.
+    """
+    if isinstance(config, RunConfig):
+        if sid is not None and sid is not config.sid:
+            raise ValueError("build_adapter: pass either a RunConfig or a ModelConfig with sid, not both")
+        model, sid = config.model, config.sid
+    else:
+        model = config
+    if model.name not in _BUILDERS:
+        if model.name not in _OWNERS:
+            raise ConfigError(f"model.name: unknown teacher {model.name!r}; registered: {registered_names()}")
+        importlib.import_module(_OWNERS[model.name])
+    return _BUILDERS[model.name](model, sid=sid or SiDConfig())

@@ -21,16 +21,13 @@ The family's facts, all here (shared/SID.md 1, 5):
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from diffusers import SanaPipeline
 
-from sid_ray.config.schema import ModelConfig
-from sid_ray.models.conditioning import TensorConditioning
-from sid_ray.models.dit import DiTAdapter, TransformerVelocity
-from sid_ray.models.registry import register
+from sid_ray.models.dit import TransformerVelocity, Variant, VariantDiTAdapter, fp32_timestep
 from sid_ray.sid.guidance import Conditioning
 
 #: SanaPipeline's defaults, taken from its signature so they follow the installed diffusers
@@ -73,14 +70,9 @@ SANA_1600M_TRANSFORMER: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class SanaVariant:
+class SanaVariant(Variant):
     """One registered SANA teacher."""
 
-    name: str
-    #: hub id used when model.path is empty ("" = model.path is required)
-    default_path: str
-    #: the released transformer's architecture (None for the tiny test model)
-    transformer_config: dict[str, Any] | None = field(default=None, hash=False)
     #: timestep = multiplier * t * transformer.config.timestep_scale: 1000 for SANA (the pipeline
     #: feeds sigma * 1000), 1 for SANA-Sprint checkpoints (which take t)
     timestep_multiplier: float = 1000.0
@@ -115,9 +107,7 @@ class SanaVelocity(TransformerVelocity):
 
     def timestep(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """(B,) float32 timestep for flow time t (fp32 even for bf16 weights, as the pipeline)."""
-        scale = self.timestep_multiplier * self.transformer.config.timestep_scale
-        t = torch.as_tensor(t).float()
-        return (scale * t).expand(batch) if t.ndim == 0 else scale * t
+        return fp32_timestep(t, batch, self.timestep_multiplier * self.transformer.config.timestep_scale)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         tensors = cond.tensors
@@ -133,53 +123,29 @@ class SanaVelocity(TransformerVelocity):
         return out.to(x_t.dtype)
 
 
-class SanaAdapter(DiTAdapter):
+class SanaAdapter(VariantDiTAdapter):
     """SANA teacher; see the module docstring for the family's facts."""
 
-    parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae", *TEXT_PARTS)
-    velocity_class: ClassVar[type[TransformerVelocity]] = SanaVelocity
+    variants: ClassVar[dict[str, SanaVariant]] = VARIANTS
+    text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     pipeline_class: ClassVar[type] = SanaPipeline
-    # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5.
-    # SanaPipeline hands its `generator` to the scheduler's step, so the fresh roll-out noise
-    # comes from that generator (StableDiffusion3Pipeline's from torch's global one)
-    export_call_hint: ClassVar[str] = ", guidance_scale=1.0, generator=torch.Generator().manual_seed(0)"
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        variant: SanaVariant | None = None,
-        components: dict[str, Any] | None = None,
-    ):
-        self.variant = variant or VARIANTS[config.name]
-        self.name = self.variant.name
-        self.default_path = self.variant.default_path
-        self._text_pipeline: SanaPipeline | None = None
-        super().__init__(config, components)
+    # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5
+    export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
+    # SanaPipeline hands the call's `generator` to the scheduler's step, so the fresh roll-out
+    # noise comes from that generator (FLUX's and SD3's pipelines draw from torch's global one)
+    step_noise_source: ClassVar[Literal["global", "call"]] = "call"
 
     def velocity_model(self, transformer: torch.nn.Module, role: str) -> TransformerVelocity:
         return SanaVelocity(transformer, self.variant.timestep_multiplier)
 
-    @property
-    def scheduler(self):
-        """The folder's scheduler (Flow-DPM-Solver in the released models; the sampler uses its sigmas)."""
-        return self.components["scheduler"]
-
-    def text_pipeline(self) -> SanaPipeline:
-        """A SanaPipeline holding only the tokenizer and Gemma; its `encode_prompt` does the work."""
-        if self._text_pipeline is None:
-            text = {part: self.components[part] for part in TEXT_PARTS}
-            self._text_pipeline = SanaPipeline(vae=None, transformer=None, scheduler=None, **text)
-        return self._text_pipeline
-
     def _encode(self, prompts: list[str], negative: bool) -> dict[str, torch.Tensor]:
         """The pipeline's positive (instruction + selected tokens) or negative ("" path) encoding."""
-        pipe = self.text_pipeline()
         with torch.no_grad():
-            embeds, mask, neg_embeds, neg_mask = pipe.encode_prompt(
+            embeds, mask, neg_embeds, neg_mask = self.text_pipeline().encode_prompt(
                 prompts,
                 do_classifier_free_guidance=negative,
                 negative_prompt="",
-                device=self.components["text_encoder"].device,
+                device=self.text_device,
                 clean_caption=False,  # the pipeline's default
                 max_sequence_length=self.variant.max_sequence_length,
                 complex_human_instruction=list(self.variant.complex_human_instruction),
@@ -191,17 +157,11 @@ class SanaAdapter(DiTAdapter):
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         return self._encode(list(prompts), negative=False)
 
-    def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
-        # SANA's null condition is not encode_text([""]): the pipeline encodes its negative prompt
-        # without the instruction prefix. encode_prompt computes it beside a (discarded) positive.
-        if self._null is None:
-            self._null = self._encode([""], negative=True)
-        return super().encode_prompts(prompts)
+    def encode_null(self) -> dict[str, torch.Tensor]:
+        # not encode_text([""]): SanaPipeline encodes its negative prompt "" without the
+        # instruction prefix and keeps its first tokens (encode_prompt's negative branch, which
+        # runs beside a positive encoding of "" that is discarded)
+        return self._encode([""], negative=True)
 
 
-def build(config: ModelConfig) -> SanaAdapter:
-    return SanaAdapter(config, VARIANTS[config.name])
-
-
-for _name in VARIANTS:
-    register(_name, build)
+SanaAdapter.register_variants()

@@ -16,15 +16,13 @@ The family's facts, all here (shared/SID.md 1, 5):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from diffusers import StableDiffusion3Pipeline
 
-from sid_ray.config.schema import ModelConfig
-from sid_ray.models.dit import DiTAdapter, TransformerVelocity
-from sid_ray.models.registry import register
+from sid_ray.models.dit import TransformerVelocity, Variant, VariantDiTAdapter, fp32_timestep
 from sid_ray.sid.guidance import Conditioning
 
 #: SD3Transformer2DModel's timestep for flow time t (t = 1 pure noise)
@@ -81,14 +79,9 @@ SD3_MEDIUM_TRANSFORMER: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class SD3Variant:
+class SD3Variant(Variant):
     """One registered SD3-family teacher."""
 
-    name: str
-    #: hub id used when model.path is empty ("" = model.path is required)
-    default_path: str
-    #: the released transformer's architecture (None for the tiny test model)
-    transformer_config: dict[str, Any] | None = field(default=None, hash=False)
     #: T5 tokens per prompt, as the pipeline's `max_sequence_length`
     max_sequence_length: int = DEFAULT_T5_LENGTH
 
@@ -108,13 +101,8 @@ TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "tex
 
 
 def sd3_timestep(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """The transformer's timestep for flow time t: (B,) float32 1000 * t.
-
-    float32 even when the model runs in bf16: bf16 would round 1000 * t to 8 significant bits,
-    and the pipeline also passes fp32 timesteps (the model casts after its sinusoidal embedding).
-    """
-    t = torch.as_tensor(t).float()
-    return (TIMESTEP_SCALE * t).expand(batch) if t.ndim == 0 else TIMESTEP_SCALE * t
+    """The transformer's timestep for flow time t: (B,) float32 1000 * t (see `fp32_timestep`)."""
+    return fp32_timestep(t, batch, TIMESTEP_SCALE)
 
 
 class SD3Velocity(TransformerVelocity):
@@ -133,10 +121,11 @@ class SD3Velocity(TransformerVelocity):
         return v.to(x_t.dtype)
 
 
-class SD3Adapter(DiTAdapter):
+class SD3Adapter(VariantDiTAdapter):
     """SD3 / SD3.5 teacher; see the module docstring for the family's facts."""
 
-    parts: ClassVar[tuple[str, ...]] = ("scheduler", "vae", *TEXT_PARTS)
+    variants: ClassVar[dict[str, SD3Variant]] = VARIANTS
+    text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity
     pipeline_class: ClassVar[type] = StableDiffusion3Pipeline
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 7
@@ -153,51 +142,17 @@ class SD3Adapter(DiTAdapter):
         "to_add_out",
     )
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        variant: SD3Variant | None = None,
-        components: dict[str, Any] | None = None,
-    ):
-        self.variant = variant or VARIANTS[config.name]
-        self.name = self.variant.name
-        self.default_path = self.variant.default_path
-        self._text_pipeline: StableDiffusion3Pipeline | None = None
-        super().__init__(config, components)
-
-    @property
-    def scheduler(self):
-        """The folder's FlowMatchEulerDiscreteScheduler (shift 3 in the released models)."""
-        return self.components["scheduler"]
-
-    def text_pipeline(self) -> StableDiffusion3Pipeline:
-        """A StableDiffusion3Pipeline holding only the tokenizers and text encoders.
-
-        Prompt encoding is the pipeline's own `encode_prompt`, so CLIP skip, padding, pooling
-        and the concatenation order are diffusers' by construction, not a copy of them.
-        """
-        if self._text_pipeline is None:
-            text = {part: self.components[part] for part in TEXT_PARTS}
-            self._text_pipeline = StableDiffusion3Pipeline(transformer=None, scheduler=None, vae=None, **text)
-        return self._text_pipeline
-
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        pipe = self.text_pipeline()
-        prompt_embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt_embeds, _, pooled, _ = self.text_pipeline().encode_prompt(
             prompt=prompts,
             prompt_2=None,  # None: every encoder sees `prompt`, as in the pipeline's default call
             prompt_3=None,
-            device=self.components["text_encoder"].device,
+            device=self.text_device,
             do_classifier_free_guidance=False,  # the null condition is encoded once, separately
             max_sequence_length=self.variant.max_sequence_length,
         )
         return {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled}
 
 
-def build(config: ModelConfig) -> SD3Adapter:
-    return SD3Adapter(config, VARIANTS[config.name])
-
-
-for _name in VARIANTS:
-    register(_name, build)
+SD3Adapter.register_variants()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
-from sid_ray.config.schema import ConfigError, ModelConfig
-from sid_ray.models.flux import FluxAdapter, FluxGuidance, FluxRoles
+from sid_ray.config.schema import ConfigError, FluxGuidanceConfig, ModelConfig, RunConfig, SiDConfig
+from sid_ray.models.flux import FluxAdapter
+from sid_ray.models.loading import load_components
 from sid_ray.models.registry import build_adapter
 from sid_ray.models.sampling import euler_sample
+from sid_ray.models.tiny.flux import tiny_flux_transformer
 from sid_ray.sid.flow import x0_from_velocity
 
 PROMPTS = ["a red cat on a mat", "two dogs"]
@@ -130,10 +134,7 @@ def test_prompt_cache_and_null_condition(tiny_flux_folder):
 
 def test_guidance_modes(tiny_flux_folder):
     """embedding mode: one pass with embedding k; cfg mode: two passes at a fixed embedding."""
-    roles = FluxRoles(fake=FluxGuidance(mode="cfg", embedding=1.0))
-    adapter = FluxAdapter(
-        ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=RES), roles=roles
-    )
+    adapter = make_adapter(tiny_flux_folder, flux_guidance=FluxGuidanceConfig(fake="cfg", cfg_embedding=1.0))
     fake = adapter.make_trainable_copy("fake")
     cond = adapter.encode_prompts(PROMPTS)
     x, t = torch.randn(2, *adapter.latent_shape), torch.tensor([0.5, 0.7])
@@ -149,3 +150,74 @@ def test_guidance_modes(tiny_flux_folder):
 def test_resolution_must_fit_packing(tiny_flux_folder):
     with pytest.raises(ConfigError, match="model.resolution"):
         build_adapter(ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=RES + 2))
+
+
+def run_config(folder, guidance: FluxGuidanceConfig | None = None, **sid) -> RunConfig:
+    model = ModelConfig(name="flux-tiny", path=str(folder), resolution=RES)
+    if guidance is not None:
+        model.flux_guidance = guidance
+    return RunConfig(model=model, sid=SiDConfig(**sid))
+
+
+@pytest.mark.parametrize(
+    "sid, field",
+    [
+        ({"fake_guidance_train": 0.0, "fake_guidance_eval": 0.0}, "fake"),  # Zero-CFG
+        ({"fake_guidance_eval": -0.5}, "fake"),  # Anti-CFG
+        ({"teacher_guidance": 0.0}, "teacher"),
+    ],
+)
+def test_non_positive_scale_in_embedding_mode_is_a_config_error(tiny_flux_folder, tmp_path, sid, field):
+    # the check runs on the folder's configs before any weight is read: without the transformer's
+    # weights the error is still the guidance one, not a loading error
+    folder = shutil.copytree(tiny_flux_folder, tmp_path / "teacher")
+    next((folder / "transformer").glob("*.safetensors")).unlink()
+    with pytest.raises(ConfigError) as err:
+        build_adapter(run_config(folder, **sid))
+    message = str(err.value)
+    assert message.startswith(f"model.flux_guidance.{field}: 'embedding' mode")
+    assert f"set model.flux_guidance.{field}=cfg" in message
+    assert all(f"sid.{name}={k:g}" in message for name, k in sid.items())
+
+
+def test_zero_cfg_on_fake_in_cfg_mode(tiny_flux_folder):
+    """With fake="cfg", k = 0 is F's unconditional pass at the fixed embedding (SID.md 5)."""
+    config = run_config(
+        tiny_flux_folder,
+        FluxGuidanceConfig(fake="cfg", cfg_embedding=2.0),
+        fake_guidance_train=0.0,
+        fake_guidance_eval=0.0,
+    )
+    adapter = build_adapter(config)
+    fake = adapter.make_trainable_copy("fake")
+    cond = adapter.encode_prompts(PROMPTS)
+    x, t = torch.randn(2, *adapter.latent_shape), torch.tensor([0.5, 0.7])
+    with torch.no_grad():
+        v_zero = fake.guided_velocity(x, t, cond, 0.0)
+        # T in embedding mode: scale k is its embedding, so this is T's unconditional pass at 2.0
+        torch.testing.assert_close(v_zero, adapter.teacher.guided_velocity(x, t, cond.unconditional(), 2.0))
+        assert (v_zero - adapter.teacher.guided_velocity(x, t, cond.unconditional(), 1.0)).abs().max() > 1e-4
+
+
+def test_no_guidance_embedding_accepts_zero_cfg(tiny_flux_folder):
+    # FLUX without a guidance embedding (e.g. the digits teacher) always runs two-pass CFG
+    components = load_components(
+        tiny_flux_folder, ("transformer", "scheduler", "vae", *FluxAdapter.text_parts)
+    )
+    components["transformer"] = tiny_flux_transformer(guidance_embeds=False)
+    model = ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=RES)
+    adapter = FluxAdapter(model, components, sid=SiDConfig(fake_guidance_train=0.0, fake_guidance_eval=0.0))
+    fake = adapter.make_trainable_copy("fake")
+    cond = adapter.encode_prompts(PROMPTS)
+    x, t = torch.randn(2, *adapter.latent_shape), torch.tensor([0.5, 0.7])
+    with torch.no_grad():  # k = 0 in the default "embedding" mode is the unconditional pass
+        torch.testing.assert_close(
+            fake.guided_velocity(x, t, cond, 0.0), fake.velocity(x, t, cond.unconditional())
+        )
+
+
+def test_build_adapter_accepts_run_config_or_model_and_sid(tiny_flux_folder):
+    config = run_config(tiny_flux_folder, generator_guidance=3.5)
+    assert build_adapter(config).generator_guidance == 3.5
+    assert build_adapter(config.model, config.sid).generator_guidance == 3.5
+    assert build_adapter(config.model).generator_guidance == 1.0  # SiDConfig's default

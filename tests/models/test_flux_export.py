@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sid_ray.config.schema import LoraConfig, ModelConfig
+from sid_ray.config.schema import LoraConfig, ModelConfig, RunConfig, SiDConfig
 from sid_ray.models.flux import FluxAdapter
+from sid_ray.models.registry import build_adapter
 from sid_ray.models.sampling import sid_sample
 
 PROMPTS = ["a red cat", "two dogs"]
@@ -51,20 +52,23 @@ def perturbed_generator(adapter: FluxAdapter):
     return generator
 
 
-@pytest.mark.parametrize("mode", ["full", "shared_base"])
-def test_export_round_trip_in_stock_diffusers(tiny_flux_folder, tmp_path, mode):
+# (LoRA mode, sid.generator_guidance): the export folds G's embedding from the config's SiD section
+@pytest.mark.parametrize("mode, generator_guidance", [("full", 3.5), ("shared_base", 1.0)])
+def test_export_round_trip_in_stock_diffusers(tiny_flux_folder, tmp_path, mode, generator_guidance):
     lora = LoraConfig(mode=mode, rank=4, alpha=4.0)
-    adapter = FluxAdapter(ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=16, lora=lora))
+    model = ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=16, lora=lora)
+    adapter = build_adapter(RunConfig(model=model, sid=SiDConfig(generator_guidance=generator_guidance)))
     generator = perturbed_generator(adapter)
     folder = adapter.export(generator, tmp_path / "export", num_steps=K)
     assert (folder / "README.md").is_file() and not list(folder.rglob("*.bin"))
+    assert "torch.manual_seed(0)" in (folder / "README.md").read_text()  # FluxPipeline: global generator
 
     h, w = adapter.latent_grid
     z = adapter.pack_latents(torch.randn((len(PROMPTS), 4, h, w), generator=torch.Generator().manual_seed(0)))
     save_file({"z": z}, tmp_path / "z.safetensors")
     cond = adapter.encode_prompts(PROMPTS)
     torch.manual_seed(SEED)
-    ours = sid_sample(generator, z, cond, num_steps=K, generator=None)
+    ours = sid_sample(generator, z, cond, num_steps=K, guidance=generator_guidance, generator=None)
 
     script = tmp_path / "stock.py"
     script.write_text(STOCK_SAMPLER)
@@ -79,10 +83,14 @@ def test_export_round_trip_in_stock_diffusers(tiny_flux_folder, tmp_path, mode):
     diff = (stock["latents"] - ours).abs().max().item()
     assert diff <= 1e-4, diff
     torch.testing.assert_close(stock["images"], adapter.decode(ours), atol=1e-4, rtol=0)
-    # the comparison can fail: the teacher's K-step samples from the same noise are different
+    # the comparison can fail: the teacher's K-step samples from the same noise are different,
     torch.manual_seed(SEED)
     teacher = sid_sample(adapter.teacher, z, cond, num_steps=K, generator=None)
     assert (teacher - stock["latents"]).abs().max() > 1e-3
+    # and so are G's at another guidance embedding (the fold used the configured one)
+    torch.manual_seed(SEED)
+    other = sid_sample(generator, z, cond, num_steps=K, guidance=generator_guidance + 2.5, generator=None)
+    assert (other - stock["latents"]).abs().max() > 1e-3
 
 
 def test_exported_scheduler_times_are_the_rollout_times(tmp_path):

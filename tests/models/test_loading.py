@@ -7,9 +7,11 @@ import shutil
 
 import pytest
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import filter_repo_objects
 
 from sid_ray.config.schema import ConfigError, ModelConfig
-from sid_ray.models.loading import ModelLoadError, load_components
+from sid_ray.models.loading import ModelLoadError, hub_patterns, load_components, resolve_folder
 from sid_ray.models.registry import build_adapter
 
 
@@ -74,3 +76,57 @@ def test_missing_model_index_and_foreign_library(flux_copy):
 def test_adapter_reports_loading_errors_as_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         build_adapter(ModelConfig(name="flux-dev", path=str(tmp_path / "missing")))
+
+
+def test_hub_patterns_fetch_configs_and_safetensors_of_the_requested_parts(tiny_flux_folder):
+    # huggingface_hub's own filter, on the tiny folder's files plus the pickled copies and parts a
+    # hub repository often also holds
+    files = [str(p.relative_to(tiny_flux_folder)) for p in tiny_flux_folder.rglob("*") if p.is_file()]
+    extra = ["transformer/diffusion_pytorch_model.bin", "vae/model.ckpt", "flux1-dev.safetensors"]
+    kept = set(
+        filter_repo_objects([*files, *extra], allow_patterns=hub_patterns(["transformer", "tokenizer_2"]))
+    )
+    assert "model_index.json" in kept
+    assert {f for f in files if f.startswith(("transformer/", "tokenizer_2/"))} <= kept
+    assert all(f == "model_index.json" or f.startswith(("transformer/", "tokenizer_2/")) for f in kept)
+    assert not kept & set(extra)
+
+
+@pytest.fixture
+def offline_hub_cache(tmp_path, monkeypatch):
+    """An empty hub cache in offline mode (no request leaves the machine)."""
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def put_in_hub_cache(cache, repo_id: str, folder) -> str:
+    """Lay `folder` out as huggingface_hub caches a download of `repo_id` at main; the snapshot path."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return str(repo / "snapshots" / revision)
+
+
+def test_hub_id_resolves_from_the_cache_and_loads(tiny_flux_folder, offline_hub_cache):
+    snapshot = put_in_hub_cache(offline_hub_cache, "tiny-org/tiny-flux", tiny_flux_folder)
+    assert str(resolve_folder("tiny-org/tiny-flux", ["transformer"])) == snapshot
+    adapter = build_adapter(ModelConfig(name="flux-tiny", path="tiny-org/tiny-flux", resolution=16))
+    assert adapter.components["transformer"].config._name_or_path.startswith(snapshot)
+    # the same weights as the local folder
+    local = load_components(tiny_flux_folder, ["transformer"])["transformer"]
+    theirs = local.state_dict()
+    ours = adapter.transformer.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_unknown_hub_id_offline_is_one_clear_error(offline_hub_cache):
+    with pytest.raises(ModelLoadError) as err:
+        load_components("tiny-org/no-such-model", ["transformer"])
+    message = str(err.value)
+    assert message.startswith("teacher tiny-org/no-such-model is neither a local folder nor a downloadable")
+    assert f"HF_HUB_OFFLINE is set and the hub cache {offline_hub_cache} does not hold it" in message

@@ -198,6 +198,11 @@ def test_export_samples_with_stock_pipeline(adapter, tmp_path):
         for p in generator.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
     folder = adapter.export(generator, tmp_path / "exported", num_steps=steps)
+    # the README seeds the way SanaPipeline draws its noise: from the call's generator
+    readme = (folder / "README.md").read_text()
+    assert "generator = torch.Generator().manual_seed(0)" in readme
+    assert "num_inference_steps=4, generator=generator, guidance_scale=1.0)" in readme
+    assert "global generator" not in readme and "torch.manual_seed" not in readme
     stock = run_stock_pipeline(folder, "SanaPipeline", prompt, steps, RESOLUTION, seed, tmp_path)
 
     cond = adapter.encode_prompts([prompt])

@@ -181,6 +181,12 @@ def test_missing_weights_are_a_clear_error(folder, tmp_path):
         build_adapter(ModelConfig(name="sd3-tiny", path=str(broken)))
 
 
+def test_resolution_must_be_whole_tokens(folder):
+    # VAE 8x and patch 2: StableDiffusion3Pipeline needs multiples of 16; checked before loading
+    with pytest.raises(ConfigError, match=r"model.resolution: sd3-tiny needs a multiple of 16 .*got 72"):
+        build_adapter(ModelConfig(name="sd3-tiny", path=str(folder), resolution=72))
+
+
 @pytest.mark.parametrize(
     "name, billions",
     [("sd35-large", 8.06), ("sd35-medium", 2.24), ("sd3-medium", 2.03)],
@@ -206,6 +212,8 @@ def test_export_samples_with_stock_pipeline(adapter, tmp_path):
     steps, seed, prompt = 4, 11, PROMPTS[0]
     generator = perturbed_generator(adapter)
     folder = adapter.export(generator, tmp_path / "exported", num_steps=steps)
+    readme = (folder / "README.md").read_text()  # this pipeline's step noise: the global generator
+    assert "torch.manual_seed(0)" in readme and "generator=" not in readme
     stock = run_stock_pipeline(folder, "StableDiffusion3Pipeline", prompt, steps, RESOLUTION, seed, tmp_path)
 
     cond = adapter.encode_prompts([prompt])

@@ -102,12 +102,14 @@ def gathered_state_dict(network: DeepSpeedTrainedNetwork) -> dict[str, torch.Ten
 
 
 def export_generator(
-    folder: Path, generator: DeepSpeedTrainedNetwork, adapter, num_steps: int, rank: int
+    folder: Path, generator: DeepSpeedTrainedNetwork, make_adapter, num_steps: int, rank: int
 ) -> Path | None:
     """Consolidate G and write it under `folder/export` (rank 0 writes; all ranks must call).
 
     Always a safetensors file of the generator module; DiT adapters also write a stock diffusers
-    pipeline folder that samples in `num_steps` steps.
+    pipeline folder that samples in `num_steps` steps. The pipeline is built from a fresh
+    adapter (`make_adapter()`): the training adapter's teacher is ZeRO-3 partitioned, and any
+    copy of it would carry DeepSpeed's shards and hooks instead of weights.
     """
     state = gathered_state_dict(generator)
     if rank != 0:
@@ -115,14 +117,10 @@ def export_generator(
     out = folder / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, out / GENERATOR_WEIGHTS)
+    adapter = make_adapter()
     if type(adapter).export is not TeacherAdapter.export:
         # the toy teachers have no pipeline format; for them the safetensors file is the export
-        adapter.export(_module_with_state(adapter, state), out / "pipeline", num_steps)
+        module = adapter.make_trainable_copy("generator")
+        module.load_state_dict(state)
+        adapter.export(module, out / "pipeline", num_steps)
     return out
-
-
-def _module_with_state(adapter, state: dict[str, torch.Tensor]):
-    """A plain (non-DeepSpeed) copy of G holding the consolidated weights, for the adapter's export."""
-    module = adapter.make_trainable_copy("generator")
-    module.load_state_dict(state)
-    return module

@@ -45,7 +45,10 @@ def check_teacher(config: RunConfig) -> None:
 
     if _is_hub_id(config.model.path):
         return  # downloaded by the workers; a local path is checked here
-    folder = resolve_folder(config.model.path)
+    try:
+        folder = resolve_folder(config.model.path)
+    except ConfigError as err:
+        raise ConfigError(f"model.path: {err}") from None
     if not (folder / "model_index.json").is_file():
         raise ConfigError(
             f"model.path: teacher folder {folder} has no model_index.json "

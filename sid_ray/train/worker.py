@@ -199,7 +199,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 checkpoint.save(folder, nets.fake, nets.generator, state, rank)
                 if last:
                     checkpoint.export_generator(
-                        folder, nets.generator, nets.adapter, config.sid.num_steps, rank
+                        folder,
+                        nets.generator,
+                        lambda: build_adapter(config.model),
+                        config.sid.num_steps,
+                        rank,
                     )
                 ray.train.report(
                     row,

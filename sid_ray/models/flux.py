@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -173,6 +174,8 @@ class FluxAdapter(DiTAdapter):
         sid: SiDConfig | None = None,
         max_sequence_length: int = 512,
     ):
+        # export folds G's embedding from here: without the run's SiD section it is a default
+        self.sid_given = sid is not None
         sid = sid or SiDConfig()
         # read by velocity_model, which the base constructor calls to wrap the teacher
         self.roles = FluxRoles.from_config(config.flux_guidance, sid.generator_guidance)
@@ -242,6 +245,13 @@ class FluxAdapter(DiTAdapter):
         return FluxPipeline._unpack_latents(x, res, res, self.vae_scale_factor)
 
     def export_transformer(self, generator: FlowModel) -> nn.Module:
+        if not self.sid_given and self.transformer.config.guidance_embeds:
+            warnings.warn(
+                f"exporting G with guidance embedding {self.generator_guidance:g}, SiDConfig's default: "
+                "this adapter was built without the run's SiD section, so sid.generator_guidance was "
+                "not read; build it with build_adapter(run_config)",
+                stacklevel=2,
+            )
         return fold_guidance_embedding(super().export_transformer(generator), self.generator_guidance)
 
 

@@ -55,7 +55,8 @@ def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None)
 
     Pass the whole RunConfig (or the model section and `sid`): FLUX adapters read
     `sid.generator_guidance` (the guidance embedding export folds into G) and validate the SiD
-    guidance scales against `model.flux_guidance`. A bare ModelConfig gets SiDConfig's defaults.
+    guidance scales against `model.flux_guidance`. A bare ModelConfig without `sid` leaves the
+    adapter on SiDConfig's defaults (a FLUX export then warns that it folds embedding 1).
     """
     if isinstance(config, RunConfig):
         if sid is not None and sid is not config.sid:
@@ -67,4 +68,4 @@ def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None)
         if model.name not in _OWNERS:
             raise ConfigError(f"model.name: unknown teacher {model.name!r}; registered: {registered_names()}")
         importlib.import_module(_OWNERS[model.name])
-    return _BUILDERS[model.name](model, sid=sid or SiDConfig())
+    return _BUILDERS[model.name](model, sid=sid)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -105,3 +106,15 @@ def test_exported_scheduler_times_are_the_rollout_times(tmp_path):
     loaded.set_timesteps(4)
     torch.testing.assert_close(loaded.sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
     assert loaded.config.stochastic_sampling
+
+
+def test_export_without_the_runs_sid_section_warns(tiny_flux_folder, tmp_path):
+    """A FLUX adapter built from a bare ModelConfig never read sid.generator_guidance; say so."""
+    model = ModelConfig(name="flux-tiny", path=str(tiny_flux_folder), resolution=16)
+    adapter = build_adapter(model)
+    with pytest.warns(UserWarning, match="build it with build_adapter\\(run_config\\)"):
+        adapter.export(adapter.make_trainable_copy("generator"), tmp_path / "bare", num_steps=K)
+    adapter = build_adapter(RunConfig(model=model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        adapter.export(adapter.make_trainable_copy("generator"), tmp_path / "run", num_steps=K)

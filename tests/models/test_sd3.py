@@ -181,6 +181,11 @@ def test_missing_weights_are_a_clear_error(folder, tmp_path):
         build_adapter(ModelConfig(name="sd3-tiny", path=str(broken)))
 
 
+def test_adapter_for_another_familys_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.name: 'sana-600m' is not a SD3Adapter teacher; use one of"):
+        SD3Adapter(ModelConfig(name="sana-600m"))
+
+
 def test_resolution_must_be_whole_tokens(folder):
     # VAE 8x and patch 2: StableDiffusion3Pipeline needs multiples of 16; checked before loading
     with pytest.raises(ConfigError, match=r"model.resolution: sd3-tiny needs a multiple of 16 .*got 72"):

@@ -18,11 +18,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sid_ray.config import load_config  # noqa: E402
-from sid_ray.eval.toy_metrics import energy_distance, mode_masses, worst_relative_mass_error  # noqa: E402
+from sid_ray.eval.toy_metrics import (  # noqa: E402
+    energy_distance,
+    generator_samples,
+    mode_masses,
+    teacher_euler_samples,
+    worst_relative_mass_error,
+)
 from sid_ray.models.gaussian_mixture import label_conditioning  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
-from sid_ray.sid.rollout import rollout  # noqa: E402
-from sid_ray.sid.sampling import euler_sample, uniform_times  # noqa: E402
 from sid_ray.train.local import run_local  # noqa: E402
 
 TOY_SETTINGS = [
@@ -41,23 +45,8 @@ def toy_config(num_steps: int, kimg: float, extra: list[str] = ()):
     )
 
 
-def student_samples(generator, num_steps: int, labels: torch.Tensor, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(labels.shape[0], 2, generator=g)
-    cond = label_conditioning(labels, 8)
-    velocity = lambda x, t: generator.guided_velocity(x, t, cond, 1.0)  # noqa: E731
-    with torch.no_grad():
-        return rollout(velocity, z, num_steps, num_steps, "fresh", g)
-
-
-def teacher_samples(teacher, steps: int, labels: torch.Tensor, seed: int, guidance: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(labels.shape[0], 2, generator=g, dtype=torch.float64)
-    cond = label_conditioning(labels, 8)
-    return euler_sample(lambda x, t: teacher.guided_velocity(x, t, cond, guidance), z, uniform_times(steps))
-
-
 def main() -> None:
+    torch.set_num_threads(1)  # tiny MLPs: one thread beats two contending ones
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -65,20 +54,23 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = parser.parse_args()
-    adapter = build_adapter(toy_config(4, args.kimg).model)
+    adapter = build_adapter(toy_config(4, args.kimg))
     mixture = adapter.mixture
     null = torch.full((args.samples,), 8)
+    null_cond = label_conditioning(null, 8)
     truth = mixture.sample(null, torch.Generator().manual_seed(99)).float()
     rows = {}
     initial = adapter.make_trainable_copy("generator")
-    rows["initial generator (teacher copy, 1 step)"] = student_samples(initial, 1, null, 1)
+    rows["initial generator (teacher copy, 1 step)"] = generator_samples(initial, 1, null_cond, 2, 1)
     for k in (1, 4):
         result = run_local(toy_config(k, args.kimg, args.set), write_config=False)
-        rows[f"SiD {k}-step ({args.kimg:g} kimg, {result.seconds:.0f} s)"] = student_samples(
-            result.generator, k, null, 1
+        rows[f"SiD {k}-step ({args.kimg:g} kimg, {result.seconds:.0f} s)"] = generator_samples(
+            result.generator, k, null_cond, 2, 1
         )
     for steps in (4, 32):
-        rows[f"exact teacher, {steps} Euler steps"] = teacher_samples(adapter.teacher, steps, null, 1).float()
+        rows[f"exact teacher, {steps} Euler steps"] = teacher_euler_samples(
+            adapter.teacher, steps, null_cond, 2, 1
+        )
     weights = mixture.marginal_weights
     print(
         f"\n{'samples':45s} {'energy dist':>11s} {'worst mode err':>14s}  masses (true {weights.numpy().round(3)})"

@@ -28,3 +28,27 @@ def worst_relative_mass_error(
     """max_m |mass_m - w_m| / w_m: 0.25 means some mode is off by 25% of its true weight."""
     masses = mode_masses(samples, mixture)
     return float(((masses - weights.double()).abs() / weights.double()).max())
+
+
+def generator_samples(generator, num_steps: int, cond, dim: int, seed: int) -> torch.Tensor:
+    """K-step SiD roll-out of a (toy) generator from seeded noise, no CFG (SID.md 3, 5)."""
+    from sid_ray.sid.rollout import rollout
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(cond.batch_size, dim, generator=g)
+    with torch.no_grad():
+        return rollout(
+            lambda x, t: generator.guided_velocity(x, t, cond, 1.0), z, num_steps, num_steps, "fresh", g
+        )
+
+
+def teacher_euler_samples(
+    teacher, steps: int, cond, dim: int, seed: int, guidance: float = 1.0
+) -> torch.Tensor:
+    """The exact teacher integrated with `steps` uniform Euler steps, in float64."""
+    from sid_ray.sid.sampling import euler_sample, uniform_times
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(cond.batch_size, dim, generator=g, dtype=torch.float64)
+    velocity = lambda x, t: teacher.guided_velocity(x, t, cond, guidance)  # noqa: E731
+    return euler_sample(velocity, z, uniform_times(steps)).float()

@@ -45,6 +45,7 @@ def run_local(
     prompts: list[str] | None = None,
     log: Callable[[str], None] | None = print,
     write_config: bool = True,
+    on_log: Callable[[dict, LocalResult], None] | None = None,
 ) -> LocalResult:
     """Distill `config.model` on one process for `config.train.total_kimg` thousand images.
 
@@ -55,7 +56,7 @@ def run_local(
     if write_config:
         dump_config(config, Path(config.output_dir) / config.name / "config.yaml")
     torch.manual_seed(train.seed)
-    adapter = build_adapter(config.model)
+    adapter = build_adapter(config)
     dtype = DTYPES[config.model.dtype]
     fake = adapter.make_trainable_copy("fake").to(dtype)
     generator = adapter.make_trainable_copy("generator").to(dtype)
@@ -93,6 +94,8 @@ def run_local(
             row = {"iteration": iteration + 1, "kimg": (iteration + 1) * train.batch_size / 1000}
             row.update(metrics.as_floats())
             result.history.append(row)
+            if on_log:
+                on_log(row, result)
             if log:
                 log(
                     f"it {row['iteration']:5d}  kimg {row['kimg']:7.2f}  k {int(row['k'])}  "

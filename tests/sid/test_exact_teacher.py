@@ -33,7 +33,9 @@ def test_closed_form_velocity_matches_monte_carlo():
 
 def test_null_condition_is_the_marginal_and_classes_prefer_their_mode():
     mixture = ring_mixture()
-    torch.testing.assert_close(mixture.weights(torch.tensor([8]))[0], mixture.class_prior @ mixture.class_weights)
+    torch.testing.assert_close(
+        mixture.weights(torch.tensor([8]))[0], mixture.class_prior @ mixture.class_weights
+    )
     w = mixture.weights(torch.arange(8))
     assert torch.equal(w.argmax(dim=1), torch.arange(8))
     torch.testing.assert_close(w.sum(dim=1), torch.ones(8, dtype=torch.float64))

@@ -116,7 +116,7 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     run_dir = Path(config.output_dir).resolve() / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
-    printer = ProgressPrinter(config.train.total_kimg, write=None if show_progress else lambda _: None)
+    printer = ProgressPrinter(config.train.total_kimg, show_lines=show_progress)
     printer.start()
     try:
         result = build_trainer(config, printer.queue).fit()

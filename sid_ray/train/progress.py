@@ -43,8 +43,11 @@ def format_row(row: dict, total_kimg: float) -> str:
 class ProgressPrinter:
     """Collects rank 0's rows on the driver and prints them as they arrive."""
 
-    def __init__(self, total_kimg: float, write: Callable[[str], None] | None = None):
+    def __init__(
+        self, total_kimg: float, write: Callable[[str], None] | None = None, show_lines: bool = True
+    ):
         self.total_kimg = total_kimg
+        self.show_lines = show_lines
         self.queue = Queue(maxsize=10_000)
         self.rows: list[dict] = []
         self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -62,7 +65,8 @@ class ProgressPrinter:
         except Empty:
             return
         self.rows.append(row)
-        self._write(format_row(row, self.total_kimg))
+        if self.show_lines:
+            self._write(format_row(row, self.total_kimg))
 
     def _run(self) -> None:
         while not self._stop.is_set():

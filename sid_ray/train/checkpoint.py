@@ -4,6 +4,7 @@ Layout of one checkpoint folder (all ranks' files merged by Ray Train's `report`
     fake/state/...        DeepSpeed state of F (each rank its ZeRO partition + optimiser)
     generator/state/...   DeepSpeed state of G
     rng/rank{r}.pt        torch, numpy and python RNG states of rank r
+    placement/rank{r}.json  the Ray node rank r ran on
     train_state.json      counters (rank 0): iteration, kimg, data position, seed, MLflow run id
     export/               only in the final checkpoint: the consolidated generator
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import deepspeed
 import numpy as np
+import ray
 import torch
 from safetensors.torch import save_file
 
@@ -72,6 +75,10 @@ def save(
     generator.engine.save_checkpoint(str(folder / "generator"), tag=TAG)
     (folder / "rng").mkdir(exist_ok=True)
     torch.save(_rng_state(), folder / "rng" / f"rank{rank}.pt")
+    # where each rank ran: for debugging placement (and the multi-node test reads it)
+    (folder / "placement").mkdir(exist_ok=True)
+    node = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
+    (folder / "placement" / f"rank{rank}.json").write_text(json.dumps(node))
     if rank == 0:
         (folder / STATE_FILE).write_text(state.to_json())
 

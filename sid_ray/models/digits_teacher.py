@@ -58,8 +58,8 @@ class DigitsTeacherRecipe:
     num_layers: int = 2
     num_single_layers: int = 2
     attention_head_dim: int = 16
-    num_attention_heads: int = 2
-    steps: int = 3000
+    num_attention_heads: int = 4
+    steps: int = 4000
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100

@@ -103,19 +103,3 @@ def build_teacher(teacher: FlowModel, ds_config: dict) -> EngineVelocity:
     engine, _, _, _ = deepspeed.initialize(model=teacher, config=ds_config)
     engine.eval()
     return EngineVelocity(engine, through_engine=False)
-
-
-def enable_gradient_checkpointing(module: torch.nn.Module) -> int:
-    """Turn on activation recomputation; returns the number of sub-models switched on.
-
-    The adapters wrap diffusers transformers, which know how to checkpoint their own blocks:
-    the wrapper's own `enable_gradient_checkpointing` wins, otherwise each outermost sub-model
-    that has one is switched on.
-    """
-    if callable(getattr(module, "enable_gradient_checkpointing", None)):
-        module.enable_gradient_checkpointing()
-        return 1
-    count = 0
-    for child in module.children():
-        count += enable_gradient_checkpointing(child)
-    return count

@@ -23,7 +23,7 @@ from sid_ray.train.launcher import launch
 from tests.train.conftest import toy_config
 
 SAMPLES = 4000
-KIMG = 100  # the recipe of benchmarks/toy_gmm.py: global batch 256, lr 1e-4, 100 kimg
+KIMG = 200  # global batch 256, lr 1e-4 (the recipe of benchmarks/toy_gmm.py), run twice as long
 
 
 @pytest.mark.ray

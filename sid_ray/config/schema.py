@@ -135,11 +135,19 @@ class OptimConfig:
     eps: float = option(1e-8, "Adam epsilon (1e-4 in pure bf16)")
     weight_decay: float = option(0.0, "Adam weight decay")
     grad_clip: float = option(0.0, "clip the gradient norm at this value; 0 = off")
+    lr_schedule: Literal["constant", "cosine"] = option(
+        "constant",
+        "learning-rate schedule over the run's kimg: constant, or cosine decay to final_lr_fraction",
+    )
+    final_lr_fraction: float = option(
+        0.1, "cosine schedule: the last learning rate as a fraction of the first"
+    )
 
     def validate(self, path: str) -> None:
         for name in ("generator_lr", "fake_lr", "eps"):
             _require(getattr(self, name) > 0, f"{path}.{name}", "must be positive")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{path}.beta1/beta2", "must be in [0, 1)")
+        _require(0 <= self.final_lr_fraction <= 1, f"{path}.final_lr_fraction", "must be in [0, 1]")
 
 
 @dataclass

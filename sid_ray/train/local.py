@@ -19,6 +19,7 @@ from sid_ray.models.base import FlowModel
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.prompt_cycle import PromptCycle
 from sid_ray.train.sid_settings import settings_from_config
 
@@ -69,6 +70,9 @@ def run_local(
     result = LocalResult(adapter, generator, fake)
     start = time.perf_counter()
     for iteration in range(iterations):
+        factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
+        set_lr(fake_net.optimizer, config.optim.fake_lr * factor)
+        set_lr(generator_net.optimizer, config.optim.generator_lr * factor)
         cond = adapter.encode_prompts(stream.take(train.batch_size))
         micro = [
             MicroBatch(

@@ -74,9 +74,12 @@ def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networ
     shared_base = config.model.lora.mode == "shared_base"
     fake_cfg = trained_network_config(config, "fake")
     generator_cfg = trained_network_config(config, "generator")
-    if shared_base:
-        # F, G and T share one frozen base module: ZeRO-3 would partition it once per engine.
-        # Stage 2 shards only what each engine trains (its LoRA weights and their Adam state).
+    if config.model.lora.mode != "full":
+        # LoRA views expose only their adapter weights as parameters(); ZeRO-3 then partitions
+        # tensors that its gather hooks never fetch (measured: flux-tiny fails in G's first
+        # forward). In shared_base mode F, G and T also share one base, which ZeRO-3 would
+        # partition once per engine. Stage 2 shards what each engine trains (its LoRA weights,
+        # their gradients and Adam state); the frozen base stays replicated.
         for ds in (fake_cfg, generator_cfg):
             ds["zero_optimization"] = {**ds["zero_optimization"], "stage": 2}
     fake = build_trained_network(fake_module.to(device), fake_cfg)

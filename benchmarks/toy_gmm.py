@@ -29,14 +29,21 @@ from sid_ray.models.gaussian_mixture import label_conditioning  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
 from sid_ray.train.local import run_local  # noqa: E402
 
+# Found by the sweeps in benchmarks/results/2026-11-22-toy-gmm.md: F learns 10x faster than
+# G, both decay (cosine) to 2% of their rate, and the generator's weight EMA is evaluated.
 TOY_SETTINGS = [
     "model.name=gmm-ring",
     "train.batch_size=256",
     "train.micro_batch_size=256",
     "optim.generator_lr=1e-4",
-    "optim.fake_lr=1e-4",
-    "train.log_every=50",
+    "optim.fake_lr=1e-3",
+    "optim.lr_schedule=cosine",
+    "optim.final_lr_fraction=0.02",
+    "train.ema_halflife_kimg=40",
+    "train.log_every=200",
 ]
+# the marginal (the null condition) is what the mode-mass and energy-distance bars measure
+UNCONDITIONAL = [""]
 
 
 def toy_config(num_steps: int, kimg: float, extra: list[str] = ()):
@@ -50,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--kimg", type=float, default=100.0)
+    parser.add_argument("--kimg", type=float, default=300.0)
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = parser.parse_args()
@@ -63,7 +70,7 @@ def main() -> None:
     initial = adapter.make_trainable_copy("generator")
     rows["initial generator (teacher copy, 1 step)"] = generator_samples(initial, 1, null_cond, 2, 1)
     for k in (1, 4):
-        result = run_local(toy_config(k, args.kimg, args.set), write_config=False)
+        result = run_local(toy_config(k, args.kimg, args.set), prompts=UNCONDITIONAL, write_config=False)
         rows[f"SiD {k}-step ({args.kimg:g} kimg, {result.seconds:.0f} s)"] = generator_samples(
             result.generator, k, null_cond, 2, 1
         )

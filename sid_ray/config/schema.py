@@ -176,6 +176,9 @@ class TrainConfig:
     mixed_precision: Literal["fp32", "bf16"] = option("fp32", "bf16 = bf16 compute with fp32 master weights")
     checkpoint_every_kimg: float = option(1.0, "write a checkpoint every this many kimg")
     log_every: int = option(10, "iterations between progress lines and metric logs")
+    ema_halflife_kimg: float = option(
+        0.0, "half-life (kimg) of the generator's weight EMA that is evaluated and exported; 0 = no EMA"
+    )
     seed: int = option(0, "seed of every random stream (noise, k, data order)")
     cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each training worker")
     gpus_per_worker: float = option(1.0, "GPUs Ray reserves for each training worker when use_gpu")
@@ -195,6 +198,7 @@ class TrainConfig:
             f"{self.batch_size} is not a multiple of micro_batch_size x num_workers = {per_step}",
         )
         _require(self.total_kimg > 0, f"{path}.total_kimg", "must be positive")
+        _require(self.ema_halflife_kimg >= 0, f"{path}.ema_halflife_kimg", "must be >= 0 (0 = off)")
         _require(self.cpus_per_worker > 0, f"{path}.cpus_per_worker", "must be positive")
         _require(self.max_failures >= 0, f"{path}.max_failures", "must be >= 0")
         _require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0")

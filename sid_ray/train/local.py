@@ -5,6 +5,7 @@ It calls the same `distill_step` as the Ray Train worker; only the TrainedNetwor
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from sid_ray.models.base import FlowModel
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.prompt_cycle import PromptCycle
 from sid_ray.train.sid_settings import settings_from_config
@@ -29,8 +31,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 @dataclass
 class LocalResult:
     adapter: object
-    generator: FlowModel
+    generator: FlowModel  # the generator to evaluate and export: the EMA when one is kept
     fake: FlowModel
+    raw_generator: FlowModel | None = None  # the last iterate, when `generator` is its EMA
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -67,6 +70,7 @@ def run_local(
     settings = settings_from_config(config.sid)
     stream = PromptCycle(prompts or adapter.default_prompts(), seed=config.data.shuffle_seed)
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
     result = LocalResult(adapter, generator, fake)
     start = time.perf_counter()
     for iteration in range(iterations):
@@ -94,6 +98,8 @@ def run_local(
             device=torch.device("cpu"),
             dtype=dtype,
         )
+        if ema is not None:
+            ema.update(train.batch_size)
         if (iteration + 1) % train.log_every == 0 or iteration + 1 == iterations:
             row = {"iteration": iteration + 1, "kimg": (iteration + 1) * train.batch_size / 1000}
             row.update(metrics.as_floats())
@@ -107,4 +113,8 @@ def run_local(
                     f"dropped {int(row['nan_dropped_samples'])}"
                 )
     result.seconds = time.perf_counter() - start
+    if ema is not None:
+        result.raw_generator = copy.deepcopy(generator)
+        with ema.swapped_in():
+            result.generator = copy.deepcopy(generator)
     return result

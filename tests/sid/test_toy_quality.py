@@ -8,7 +8,7 @@ steps; with teacher guidance > 1, samples concentrate on the prompted mode as CF
 import pytest
 import torch
 
-from benchmarks.toy_gmm import toy_config
+from benchmarks.toy_gmm import UNCONDITIONAL, toy_config
 from sid_ray.eval.toy_metrics import (
     energy_distance,
     generator_samples,
@@ -38,7 +38,7 @@ def references():
 @pytest.mark.parametrize("num_steps", [4, 1])
 def test_sid_student_recovers_every_mode_and_beats_4_step_euler(references, num_steps):
     adapter, null, truth, euler4_distance = references
-    result = run_local(toy_config(num_steps, 300), log=None, write_config=False)
+    result = run_local(toy_config(num_steps, 300), prompts=UNCONDITIONAL, log=None, write_config=False)
     samples = generator_samples(result.generator, num_steps, null, 2, seed=1)
     distance = energy_distance(samples, truth)
     error = worst_relative_mass_error(samples, adapter.mixture, adapter.mixture.marginal_weights)
@@ -51,7 +51,10 @@ def test_sid_student_recovers_every_mode_and_beats_4_step_euler(references, num_
 
 def test_teacher_guidance_concentrates_samples_on_the_prompted_mode(references):
     adapter = references[0]
-    result = run_local(toy_config(4, 150, ["sid.teacher_guidance=2.0"]), log=None, write_config=False)
+    classes = [f"mode {c}" for c in range(8)]
+    result = run_local(
+        toy_config(4, 150, ["sid.teacher_guidance=2.0"]), prompts=classes, log=None, write_config=False
+    )
     for label in (0, 5):
         cond = label_conditioning(torch.full((SAMPLES,), label), 8)
         student = mode_masses(generator_samples(result.generator, 4, cond, 2, seed=2), adapter.mixture)[label]

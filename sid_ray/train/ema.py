@@ -29,7 +29,10 @@ class ParameterEMA:
             raise ValueError(f"halflife_kimg must be positive, got {halflife_kimg}")
         self.halflife_images = halflife_kimg * 1000
         self.params = list(module.parameters())
-        self.shadow = [_local(p).detach().clone() for p in self.params]
+        # the average is kept in at least fp32: bf16 cannot hold the small per-step increments
+        self.shadow = [
+            _local(p).detach().to(torch.promote_types(p.dtype, torch.float32)).clone() for p in self.params
+        ]
 
     @torch.no_grad()
     def update(self, images: int) -> None:
@@ -40,22 +43,17 @@ class ParameterEMA:
 
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:
-        """Within the block the module's parameters hold the EMA."""
+        """Within the block the module's parameters hold the EMA (the average itself is untouched)."""
+        trained = [_local(p).clone() for p in self.params]
         with torch.no_grad():
             for s, p in zip(self.shadow, self.params, strict=True):
-                local = _local(p)
-                saved = local.clone()
-                local.copy_(s)
-                s.copy_(saved)
+                _local(p).copy_(s)
         try:
             yield
         finally:
             with torch.no_grad():
-                for s, p in zip(self.shadow, self.params, strict=True):
-                    local = _local(p)
-                    ema = local.clone()
-                    local.copy_(s)
-                    s.copy_(ema)
+                for saved, p in zip(trained, self.params, strict=True):
+                    _local(p).copy_(saved)
 
     def state_dict(self) -> list[torch.Tensor]:
         return [s.clone() for s in self.shadow]

@@ -32,6 +32,7 @@ from sid_ray.train.engines import (
     build_teacher,
     build_trained_network,
 )
+from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.sid_settings import settings_from_config
 from sid_ray.train.tracking import make_tracker
 
@@ -65,7 +66,7 @@ def _trainable_copies(adapter, config: RunConfig, rank: int):
 
 
 def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networks:
-    adapter = build_adapter(config.model)
+    adapter = build_adapter(config)  # the whole run: the export needs its SiD section
     if hasattr(adapter, "to"):
         adapter = adapter.to(device) or adapter
     fake_module, generator_module = _trainable_copies(adapter, config, rank)
@@ -141,6 +142,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 f"rank {rank}: prompt stream out of step at iteration {iteration} "
                 f"(position {int(batch['position'][0])}, expected {expected})"
             )
+        # the same kimg-based schedule as the single-process loop, on DeepSpeed's optimisers
+        factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
+        set_lr(nets.fake.engine.optimizer, config.optim.fake_lr * factor)
+        set_lr(nets.generator.engine.optimizer, config.optim.generator_lr * factor)
         cond = nets.adapter.encode_prompts([str(p) for p in batch["prompt"]]).to(device, dtype)
         micro = [
             MicroBatch(
@@ -204,7 +209,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     checkpoint.export_generator(
                         folder,
                         nets.generator,
-                        lambda: build_adapter(config.model),
+                        lambda: build_adapter(config),
                         config.sid.num_steps,
                         rank,
                     )

@@ -25,9 +25,18 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @pytest.mark.ray
-def test_two_zero3_workers_match_single_process(ray_cluster, tmp_path):
-    # 3 iterations of 4 micro-batches of 2 (2 ranks x accumulation 2); lr 1e-4 so G moves visibly
-    config = toy_config(tmp_path, "equiv", "train.total_kimg=0.024", "train.zero_stage=3")
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_two_zero3_workers_match_single_process(ray_cluster, tmp_path, schedule):
+    # 3 iterations of 4 micro-batches of 2 (2 ranks x accumulation 2); lr 1e-4 so G moves visibly;
+    # the cosine schedule checks that the learning rate reaches DeepSpeed's optimisers too
+    config = toy_config(
+        tmp_path,
+        "equiv",
+        "train.total_kimg=0.024",
+        "train.zero_stage=3",
+        f"optim.lr_schedule={schedule}",
+        "optim.final_lr_fraction=0.02",
+    )
     distributed = launch(config, show_progress=False)
 
     single = copy.deepcopy(config)

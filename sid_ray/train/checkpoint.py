@@ -6,6 +6,7 @@ Layout of one checkpoint folder (all ranks' files merged by Ray Train's `report`
     rng/rank{r}.pt        torch, numpy and python RNG states of rank r
     placement/rank{r}.json  the Ray node rank r ran on
     train_state.json      counters (rank 0): iteration, kimg, data position, seed, MLflow run id
+    ema/rank{r}.pt        rank r's shard of the generator EMA (when train.ema_halflife_kimg > 0)
     export/               only in the final checkpoint: the consolidated generator
 
 The noise of every micro-batch and the k of every iteration are pure functions of
@@ -15,6 +16,7 @@ restores those streams exactly; the global RNG states are kept for anything else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -28,6 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from sid_ray.models.adapter import TeacherAdapter
+from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import DeepSpeedTrainedNetwork
 
 TAG = "state"
@@ -67,12 +70,16 @@ def save(
     generator: DeepSpeedTrainedNetwork,
     state: TrainState,
     rank: int,
+    ema: ParameterEMA | None = None,
 ) -> None:
     """Write this rank's part (collective: every rank must call it)."""
     folder.mkdir(parents=True, exist_ok=True)
     # save_checkpoint is collective; every rank writes its own ZeRO partition files
     fake.engine.save_checkpoint(str(folder / "fake"), tag=TAG)
     generator.engine.save_checkpoint(str(folder / "generator"), tag=TAG)
+    if ema is not None:  # this rank's shard of the generator's EMA (sharded like the weights)
+        (folder / "ema").mkdir(exist_ok=True)
+        torch.save(ema.state_dict(), folder / "ema" / f"rank{rank}.pt")
     (folder / "rng").mkdir(exist_ok=True)
     torch.save(_rng_state(), folder / "rng" / f"rank{rank}.pt")
     # where each rank ran: for debugging placement (and the multi-node test reads it)
@@ -84,7 +91,11 @@ def save(
 
 
 def load(
-    folder: Path, fake: DeepSpeedTrainedNetwork, generator: DeepSpeedTrainedNetwork, rank: int
+    folder: Path,
+    fake: DeepSpeedTrainedNetwork,
+    generator: DeepSpeedTrainedNetwork,
+    rank: int,
+    ema: ParameterEMA | None = None,
 ) -> TrainState:
     """Restore F, G (weights and optimiser), the RNG states and the counters (collective)."""
     for network, name in ((fake, "fake"), (generator, "generator")):
@@ -93,6 +104,9 @@ def load(
         )
         if path is None:
             raise FileNotFoundError(f"checkpoint {folder} has no DeepSpeed state for {name}")
+    ema_file = folder / "ema" / f"rank{rank}.pt"
+    if ema is not None and ema_file.is_file():  # else: a run that turned the EMA on mid-way
+        ema.load_state_dict(torch.load(ema_file, weights_only=True))
     rng_file = folder / "rng" / f"rank{rank}.pt"
     if rng_file.is_file():  # a run resumed on a different world size has no file for new ranks
         _set_rng_state(torch.load(rng_file, weights_only=False))
@@ -109,7 +123,12 @@ def gathered_state_dict(network: DeepSpeedTrainedNetwork) -> dict[str, torch.Ten
 
 
 def export_generator(
-    folder: Path, generator: DeepSpeedTrainedNetwork, make_adapter, num_steps: int, rank: int
+    folder: Path,
+    generator: DeepSpeedTrainedNetwork,
+    make_adapter,
+    num_steps: int,
+    rank: int,
+    ema: ParameterEMA | None = None,
 ) -> Path | None:
     """Consolidate G and write it under `folder/export` (rank 0 writes; all ranks must call).
 
@@ -118,7 +137,9 @@ def export_generator(
     adapter (`make_adapter()`): the training adapter's teacher is ZeRO-3 partitioned, and any
     copy of it would carry DeepSpeed's shards and hooks instead of weights.
     """
-    state = gathered_state_dict(generator)
+    # the generator to evaluate is the EMA when one is kept (as in the single-process loop)
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+        state = gathered_state_dict(generator)
     if rank != 0:
         return None
     out = folder / EXPORT_DIR

@@ -26,6 +26,7 @@ from sid_ray.models.registry import build_adapter
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.train import checkpoint
 from sid_ray.train.ds_config import check_batch, teacher_config, trained_network_config
+from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import (
     DeepSpeedTrainedNetwork,
     EngineVelocity,
@@ -116,12 +117,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
     dtype = latent_dtype(config)
 
     nets = build_networks(config, rank, device)
+    # EMA of G's weights, on this rank's ZeRO partition (sid_ray/train/ema.py)
+    ema = (
+        ParameterEMA(nets.generator.engine.module, train.ema_halflife_kimg)
+        if train.ema_halflife_kimg > 0
+        else None
+    )
     state = checkpoint.TrainState(seed=train.seed)
     resumed_from: float | None = None
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
-            state = checkpoint.load(Path(folder), nets.fake, nets.generator, rank)
+            state = checkpoint.load(Path(folder), nets.fake, nets.generator, rank, ema)
         resumed_from = state.kimg
     tracker = make_tracker(config, rank, state.mlflow_run_id)
     if tracker is not None:
@@ -167,6 +174,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             device=device,
             dtype=dtype,
         )
+        if ema is not None:
+            ema.update(train.batch_size)
         window_iterations += 1
         state.iteration = iteration + 1
         state.kimg = state.iteration * train.batch_size / 1000
@@ -204,7 +213,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if save_now:
             with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
                 folder = Path(tmp)
-                checkpoint.save(folder, nets.fake, nets.generator, state, rank)
+                checkpoint.save(folder, nets.fake, nets.generator, state, rank, ema)
                 if last:
                     checkpoint.export_generator(
                         folder,
@@ -212,6 +221,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         lambda: build_adapter(config),
                         config.sid.num_steps,
                         rank,
+                        ema,
                     )
                 ray.train.report(
                     row,

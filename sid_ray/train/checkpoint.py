@@ -129,11 +129,13 @@ def export_generator(
     num_steps: int,
     rank: int,
     ema: ParameterEMA | None = None,
+    pipeline: bool = True,
 ) -> Path | None:
     """Consolidate G and write it under `folder/export` (rank 0 writes; all ranks must call).
 
-    Always a safetensors file of the generator module; DiT adapters also write a stock diffusers
-    pipeline folder that samples in `num_steps` steps. The pipeline is built from a fresh
+    Always a safetensors file of the generator module (every checkpoint has one, so a run's
+    quality can be plotted against kimg); with `pipeline`, DiT adapters also write a stock
+    diffusers pipeline folder that samples in `num_steps` steps. The pipeline is built from a fresh
     adapter (`make_adapter()`): the training adapter's teacher is ZeRO-3 partitioned, and any
     copy of it would carry DeepSpeed's shards and hooks instead of weights.
     """
@@ -145,6 +147,8 @@ def export_generator(
     out = folder / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, out / GENERATOR_WEIGHTS)
+    if not pipeline:
+        return out
     adapter = make_adapter()
     if type(adapter).export is not TeacherAdapter.export:
         # the toy teachers have no pipeline format; for them the safetensors file is the export

@@ -7,6 +7,7 @@ failure restarts the worker group from it (`train.max_failures` times).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -24,6 +25,7 @@ from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, 
 from sid_ray.train.checkpoint import EXPORT_DIR
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.progress import ProgressPrinter
+from sid_ray.train.tracking import absolute_tracking_uri
 from sid_ray.train.worker import train_loop_per_worker
 
 
@@ -111,6 +113,10 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     `ray.init()` honours RAY_ADDRESS, so the same call works under `ray job submit`.
     """
     check_teacher(config)
+    tracking = dataclasses.replace(
+        config.tracking, mlflow_uri=absolute_tracking_uri(config.tracking.mlflow_uri)
+    )
+    config = dataclasses.replace(config, tracking=tracking)
     if not ray.is_initialized():
         ray.init(runtime_env={"env_vars": _worker_env()})
     run_dir = Path(config.output_dir).resolve() / config.name

@@ -6,6 +6,7 @@ or when the same run name is started again) keeps logging into the same MLflow r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sid_ray.config.io import config_to_dict
@@ -21,6 +22,18 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """sqlite:///relative/path.db -> sqlite:////abs/path.db, resolved where the run is started.
+
+    Ray Train workers run in their own working directories, so a relative sqlite path would give
+    every process its own database.
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 class MlflowTracker:

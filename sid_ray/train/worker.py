@@ -214,15 +214,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
                 folder = Path(tmp)
                 checkpoint.save(folder, nets.fake, nets.generator, state, rank, ema)
-                if last:
-                    checkpoint.export_generator(
-                        folder,
-                        nets.generator,
-                        lambda: build_adapter(config),
-                        config.sid.num_steps,
-                        rank,
-                        ema,
-                    )
+                checkpoint.export_generator(
+                    folder,
+                    nets.generator,
+                    lambda: build_adapter(config),
+                    config.sid.num_steps,
+                    rank,
+                    ema,
+                    pipeline=last,
+                )
                 ray.train.report(
                     row,
                     checkpoint=ray.train.Checkpoint.from_directory(tmp),

@@ -32,3 +32,13 @@ def test_rank0_logs_metrics_to_mlflow(ray_cluster, tmp_path):
     history = client.get_metric_history(run.info.run_id, "loss_generator")
     assert [m.step for m in history] == [1, 2, 3]  # one value per logged iteration, no duplicates
     assert {"kimg", "img_per_s", "loss_fake"} <= set(run.data.metrics)
+
+
+def test_relative_sqlite_uris_are_made_absolute(tmp_path, monkeypatch):
+    from sid_ray.train.tracking import absolute_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_tracking_uri("sqlite:///runs/mlflow.db") == f"sqlite:///{tmp_path}/runs/mlflow.db"
+    assert absolute_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert absolute_tracking_uri("") == ""

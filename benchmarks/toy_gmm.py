@@ -2,6 +2,8 @@
 
     python benchmarks/toy_gmm.py            # the issue-2 table (a few minutes on 2 cores)
     python benchmarks/toy_gmm.py --kimg 50  # shorter / longer runs
+    python benchmarks/toy_gmm.py --steps 4 --set train.seed=1 --set train.micro_batch_size=128
+        # one student, another noise draw (micro-batch 128 = the 2-worker noise keys 0 and 1)
 
 Rows: the initial generator (= the teacher copy, one step), SiD 1-step and 4-step students,
 and the exact teacher sampled with 4 and 32 Euler steps; all against exact samples.
@@ -29,27 +31,20 @@ from sid_ray.models.gaussian_mixture import label_conditioning  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
 from sid_ray.train.local import run_local  # noqa: E402
 
-# Found by the sweeps in benchmarks/results/2026-11-22-toy-gmm.md: F learns 10x faster than
-# G, both decay (cosine) to 2% of their rate, and the generator's weight EMA is evaluated.
-TOY_SETTINGS = [
-    "model.name=gmm-ring",
-    "train.batch_size=256",
-    "train.micro_batch_size=256",
-    "optim.generator_lr=1e-4",
-    "optim.fake_lr=1e-3",
-    "optim.lr_schedule=cosine",
-    "optim.final_lr_fraction=0.02",
-    "train.ema_halflife_kimg=40",
-    "train.log_every=200",
-]
+ROOT = Path(__file__).resolve().parents[1]
+# The recipe, in one place: configs/gmm_ring.yaml (found by the sweeps in
+# benchmarks/results/2026-11-22-toy-gmm.md). Its layout is 2 workers x micro-batch 128; the
+# single-process runs here take the same global batch as one micro-batch (noise key 0 only).
+RECIPE = ROOT / "configs" / "gmm_ring.yaml"
+SINGLE_PROCESS = ["train.num_workers=1", "train.micro_batch_size=256", "train.log_every=200"]
 # the marginal (the null condition) is what the mode-mass and energy-distance bars measure
 UNCONDITIONAL = [""]
 
 
-def toy_config(num_steps: int, kimg: float, extra: list[str] = ()):
-    return load_config(
-        None, [*TOY_SETTINGS, f"sid.num_steps={num_steps}", f"train.total_kimg={kimg}", *extra]
-    )
+def toy_config(num_steps: int, kimg: float | None = None, extra: list[str] = ()):
+    """The recipe on one process; `kimg` overrides its length, `extra` anything else."""
+    length = [] if kimg is None else [f"train.total_kimg={kimg}"]
+    return load_config(RECIPE, [*SINGLE_PROCESS, f"sid.num_steps={num_steps}", *length, *extra])
 
 
 def main() -> None:
@@ -57,9 +52,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--kimg", type=float, default=300.0)
+    parser.add_argument("--kimg", type=float, default=None, help="run length (default: the recipe's)")
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 4], help="student step counts to distill")
     args = parser.parse_args()
     adapter = build_adapter(toy_config(4, args.kimg))
     mixture = adapter.mixture
@@ -69,9 +65,10 @@ def main() -> None:
     rows = {}
     initial = adapter.make_trainable_copy("generator")
     rows["initial generator (teacher copy, 1 step)"] = generator_samples(initial, 1, null_cond, 2, 1)
-    for k in (1, 4):
-        result = run_local(toy_config(k, args.kimg, args.set), prompts=UNCONDITIONAL, write_config=False)
-        rows[f"SiD {k}-step ({args.kimg:g} kimg, {result.seconds:.0f} s)"] = generator_samples(
+    for k in args.steps:
+        config = toy_config(k, args.kimg, args.set)
+        result = run_local(config, prompts=UNCONDITIONAL, write_config=False)
+        rows[f"SiD {k}-step ({config.train.total_kimg:g} kimg, {result.seconds:.0f} s)"] = generator_samples(
             result.generator, k, null_cond, 2, 1
         )
     for steps in (4, 32):

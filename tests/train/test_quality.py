@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.toy_gmm import RECIPE, toy_config
+from sid_ray.config import load_config
 from sid_ray.eval.toy_metrics import (
     energy_distance,
     generator_samples,
@@ -22,31 +24,32 @@ from sid_ray.eval.toy_metrics import (
 from sid_ray.models.gaussian_mixture import label_conditioning
 from sid_ray.models.registry import build_adapter
 from sid_ray.train.launcher import launch
-from tests.train.conftest import toy_config
 
 SAMPLES = 4000
-KIMG = 300  # the single-process quality test's length (tests/sid/test_toy_quality.py)
+
+
+def test_the_recipe_is_the_single_process_one_split_over_two_workers():
+    """configs/gmm_ring.yaml is the single-process test's recipe; only the batch layout differs."""
+    distributed, single = load_config(RECIPE), toy_config(4)
+    assert distributed.train.num_workers == 2 and distributed.train.accumulation_steps == 1
+    assert distributed.train.micro_batch_size * 2 == single.train.micro_batch_size
+    assert distributed.optim == single.optim
+    assert distributed.model == single.model
+    for key in ("total_kimg", "batch_size", "ema_halflife_kimg", "seed"):
+        assert getattr(distributed.train, key) == getattr(single.train, key), key
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_two_zero3_workers_meet_the_quality_bar(ray_cluster, tmp_path):
-    from benchmarks.toy_gmm import TOY_SETTINGS  # the recipe the single-process test uses
-
     # the recipe's unconditional prompt stream ("" only), as a prompt file for the Ray Data stream
     prompts = tmp_path / "unconditional.jsonl"
     prompts.write_text(json.dumps({"prompt": ""}) + "\n")
-    config = toy_config(
-        tmp_path,
-        "quality",
-        *TOY_SETTINGS,
-        "train.micro_batch_size=128",  # global batch 256 = 128 x 2 workers
-        f"train.total_kimg={KIMG}",
-        "train.checkpoint_every_kimg=100",
-        "train.log_every=200",
-        "train.zero_stage=3",
-        f"data.prompts={prompts}",
+    config = load_config(  # the recipe as written: 2 ZeRO-3 workers x micro-batch 128
+        RECIPE,
+        ["name=quality", f"output_dir={tmp_path}", "train.keep_checkpoints=0", f"data.prompts={prompts}"],
     )
+    assert config.train.num_workers == 2 and config.train.zero_stage == 3
     result = launch(config, show_progress=False)
 
     adapter = build_adapter(config)
@@ -61,7 +64,7 @@ def test_two_zero3_workers_meet_the_quality_bar(ray_cluster, tmp_path):
     student_ed, euler_ed = energy_distance(student, truth), energy_distance(euler4, truth)
     mass_error = worst_relative_mass_error(student, mixture, mixture.marginal_weights)
     print(
-        f"2 ZeRO-3 workers, {KIMG} kimg: energy distance {student_ed:.4f} "
+        f"2 ZeRO-3 workers, {config.train.total_kimg:g} kimg: energy distance {student_ed:.4f} "
         f"(4-step Euler {euler_ed:.4f}), worst mode mass error {mass_error:.3f}"
     )
     assert mass_error <= 0.25

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster of this process
+    if not os.environ.get("RAY_ADDRESS"):
+        # the local cluster this process starts and stops; a real cluster keeps its token auth
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from sid_ray.eval.digits_metrics import DigitsQuality
     from sid_ray.eval.prompts import digits_prompt_set
     from sid_ray.eval.run_report import evaluate_run, exported_generators, log_report_to_mlflow

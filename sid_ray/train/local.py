@@ -17,6 +17,7 @@ import torch
 from sid_ray.config.io import dump_config
 from sid_ray.config.schema import RunConfig
 from sid_ray.models.base import FlowModel
+from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
@@ -24,8 +25,6 @@ from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.prompt_cycle import PromptCycle
 from sid_ray.train.sid_settings import settings_from_config
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -61,7 +60,7 @@ def run_local(
         dump_config(config, Path(config.output_dir) / config.name / "config.yaml")
     torch.manual_seed(train.seed)
     adapter = build_adapter(config)
-    dtype = DTYPES[config.model.dtype]
+    dtype = torch_dtype(config.model.dtype)
     fake = adapter.make_trainable_copy("fake").to(dtype)
     generator = adapter.make_trainable_copy("generator").to(dtype)
     micro_per_iteration = train.batch_size // train.micro_batch_size

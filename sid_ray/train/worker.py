@@ -22,6 +22,7 @@ import torch.distributed as dist
 from sid_ray.config.io import from_dict
 from sid_ray.config.schema import RunConfig
 from sid_ray.data.prompts import PROMPT_STREAM
+from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.train import checkpoint
@@ -37,8 +38,6 @@ from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.sid_settings import settings_from_config
 from sid_ray.train.tracking import make_tracker
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-
 
 @dataclass
 class Networks:
@@ -50,7 +49,7 @@ class Networks:
 
 def latent_dtype(config: RunConfig) -> torch.dtype:
     # bf16 engines hold bf16 weights, so latents and conditions enter them in bf16
-    return torch.bfloat16 if config.train.mixed_precision == "bf16" else DTYPES[config.model.dtype]
+    return torch.bfloat16 if config.train.mixed_precision == "bf16" else torch_dtype(config.model.dtype)
 
 
 def _trainable_copies(adapter, config: RunConfig, rank: int):

@@ -44,8 +44,14 @@ def test_unknown_keys_list_the_valid_ones(tmp_path):
 def test_overrides_are_parsed_to_the_field_type():
     c = load_config(
         None,
-        ["train.batch_size=32", "optim.fake_lr=3e-5", "train.use_gpu=true", "sid.rollout_noise=ddim",
-         "train.zero_stage=2", "name=my-run"],
+        [
+            "train.batch_size=32",
+            "optim.fake_lr=3e-5",
+            "train.use_gpu=true",
+            "sid.rollout_noise=ddim",
+            "train.zero_stage=2",
+            "name=my-run",
+        ],
     )
     assert c.train.batch_size == 32 and isinstance(c.train.batch_size, int)
     assert c.optim.fake_lr == 3e-5 and c.train.use_gpu is True
@@ -57,9 +63,15 @@ def test_overrides_are_parsed_to_the_field_type():
     [
         ("train.batch_size=abc", "train.batch_size: expected an integer"),
         ("train.use_gpu=maybe", "train.use_gpu: expected true or false"),
-        ("sid.rollout_noise=random", r"sid.rollout_noise: 'random' is not one of \['fresh', 'fixed', 'ddim'\]"),
+        (
+            "sid.rollout_noise=random",
+            r"sid.rollout_noise: 'random' is not one of \['fresh', 'fixed', 'ddim'\]",
+        ),
         ("sid.weighting=1-t^3", "sid.weighting: unknown '1-t\\^3'"),
-        ("train.batch_size=100", "train.batch_size: 100 is not a multiple of micro_batch_size x num_workers = 8"),
+        (
+            "train.batch_size=100",
+            "train.batch_size: 100 is not a multiple of micro_batch_size x num_workers = 8",
+        ),
         ("tracking.mlflow_uri=./mlruns", "tracking.mlflow_uri: MLflow's file store is not supported"),
         ("optim.generator_lr=0", "optim.generator_lr: must be positive"),
         ("sid", "expected dotted.path=value"),

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SRC := sid_ray jobs tests benchmarks scripts
 
 .PHONY: setup demo test test-all lint format
 
@@ -20,16 +21,17 @@ demo: $(STAMP)
 	$(PY) jobs/demo.py
 
 test: $(STAMP)
-	$(PY) -m ruff check sid_ray jobs tests benchmarks
+	$(PY) -m ruff check $(SRC)
+	$(PY) -m ruff format --check $(SRC)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check sid_ray jobs tests benchmarks
-	$(PY) -m ruff format --check sid_ray jobs tests benchmarks
+	$(PY) -m ruff check $(SRC)
+	$(PY) -m ruff format --check $(SRC)
 
 format: $(STAMP)
-	$(PY) -m ruff format sid_ray jobs tests benchmarks
-	$(PY) -m ruff check --fix sid_ray jobs tests benchmarks
+	$(PY) -m ruff format $(SRC)
+	$(PY) -m ruff check --fix $(SRC)

@@ -23,15 +23,6 @@ PROMPTS = ["A cat sleeping on a sunny windowsill", "a red bus"]
 NO_BINNING = {"use_resolution_binning": False}  # tiny sizes are in no aspect-ratio bin
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: thread start-up and contention cost more than the maths on a shared CPU
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return write_tiny_sana(tmp_path_factory.mktemp("sana") / "tiny-sana")

@@ -21,15 +21,6 @@ RESOLUTION = 64  # latents (16, 8, 8)
 PROMPTS = ["A cat sleeping on a sunny windowsill", "a red bus"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: thread start-up and contention cost more than the maths on a shared CPU
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return write_tiny_sd3(tmp_path_factory.mktemp("sd3") / "tiny-sd3")

@@ -108,12 +108,16 @@ class SiDConfig:
     generator_guidance: float = option(
         1.0, "guidance the generator itself runs with (FLUX: its embedding, folded into the export; 1 = none)"
     )
+    fake_updates: int = option(
+        1, "F updates before each G update (1 = SID.md; more = a two time-scale variant, each on fresh noise)"
+    )
 
     def validate(self, path: str) -> None:
         from sid_ray.sid.weighting import WEIGHTINGS
 
         _require(self.num_steps >= 1, f"{path}.num_steps", f"must be >= 1, got {self.num_steps}")
         _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
+        _require(self.fake_updates >= 1, f"{path}.fake_updates", f"must be >= 1, got {self.fake_updates}")
         _require(
             self.weighting in WEIGHTINGS,
             f"{path}.weighting",

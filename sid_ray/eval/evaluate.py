@@ -18,7 +18,6 @@ from typing import Protocol
 
 import torch
 
-from sid_ray.eval.grids import save_sample_grid
 from sid_ray.eval.prompts import PromptSet
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
@@ -103,13 +102,14 @@ def sample_images(
     Prompt encoding is outside the timing: training and serving cache embeddings, and the table
     compares samplers, not text encoders.
     """
+    device = getattr(adapter, "device", torch.device("cpu"))  # sample where the teacher lives
     images, seconds = [], 0.0
     for start in range(0, len(prompts), batch_size):
         part = prompts.slice(start, start + batch_size)
-        cond = adapter.encode_prompts(list(part.prompts))
-        z = part.noise(tuple(adapter.latent_shape))
+        cond = adapter.encode_prompts(list(part.prompts)).to(device)
+        z = part.noise(tuple(adapter.latent_shape)).to(device)  # drawn on the CPU: same on any device
         begin = time.perf_counter()
-        images.append(adapter.decode(sampler(cond, z)))
+        images.append(adapter.decode(sampler(cond, z)).cpu())
         seconds += time.perf_counter() - begin
     return torch.cat(images), seconds
 
@@ -158,6 +158,8 @@ def write_comparison_grid(
 
     Rows share prompts and noise seeds, so a column compares samplers on the same input.
     """
+    from sid_ray.eval.grids import save_sample_grid  # matplotlib: only where a grid is drawn
+
     rows = {name: images[:num_columns] for name, images in images_by_sampler.items()}
     labels = [p.removeprefix("a handwritten ") for p in prompts.prompts[:num_columns]]
     return save_sample_grid(rows, path, column_labels=labels, title=title)

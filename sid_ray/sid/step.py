@@ -1,4 +1,4 @@
-"""One SiD iteration: one fake-score (F) update, then one generator (G) update (SID.md section 4).
+"""One SiD iteration: the fake-score (F) update(s), then one generator (G) update (SID.md section 4).
 
 `distill_step` is the single step function that both the single-process loop and the Ray Train
 worker call. What differs between them (plain torch optimisers or DeepSpeed engines, gradient
@@ -52,6 +52,9 @@ class SiDSettings:
     fake_guidance_eval: float = 1.0  # k2
     teacher_guidance: float = 1.0  # k4
     generator_guidance: float = 1.0
+    # F updates before each G update (1 = SID.md; more lets F track G more closely, a two
+    # time-scale variant; each draws its own noise, all with the iteration's k)
+    fake_updates: int = 1
 
 
 @dataclass
@@ -100,11 +103,14 @@ def fake_update(
     latent_shape: tuple[int, ...],
     device,
     dtype=torch.float32,
+    phase: str = "fake",
 ) -> torch.Tensor:
-    """Train F on the generator's samples: one optimiser step over all micro-batches."""
+    """Train F on the generator's samples: one optimiser step over all micro-batches.
+
+    `phase` names the noise stream, so that repeated F updates of one iteration differ."""
     total = torch.zeros((), device=device)
     for mb in micro_batches:
-        g = noise_generator(seed, iteration, mb.noise_key, "fake", device)
+        g = noise_generator(seed, iteration, mb.noise_key, phase, device)
         with torch.no_grad():
             x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, False)
         eps, t, x_t = _noised(x_g, mb.batch_size, settings, g)
@@ -189,7 +195,12 @@ def distill_step(
     """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks."""
     k = draw_num_steps(settings.num_steps, seed, iteration)
     args = (micro_batches, settings, k, seed, iteration, latent_shape, device, dtype)
-    fake_loss = fake_update(fake, generator, *args)
+    # the first F update keeps the single-update noise stream: fake_updates=1 is SID.md exactly
+    fake_losses = [
+        fake_update(fake, generator, *args, phase="fake" if j == 0 else f"fake/{j}")
+        for j in range(settings.fake_updates)
+    ]
+    fake_loss = fake_losses[-1]  # the loss F reached just before G's update
     gen_loss, dropped = generator_update(teacher, fake, generator, *args)
     return StepMetrics(k, fake_loss, gen_loss, dropped)
 

@@ -49,6 +49,7 @@ def run_local(
     log: Callable[[str], None] | None = print,
     write_config: bool = True,
     on_log: Callable[[dict, LocalResult], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> LocalResult:
     """Distill `config.model` on one process for `config.train.total_kimg` thousand images.
 
@@ -59,10 +60,13 @@ def run_local(
     if write_config:
         dump_config(config, Path(config.output_dir) / config.name / "config.yaml")
     torch.manual_seed(train.seed)
+    device = torch.device(device or ("cuda" if train.use_gpu else "cpu"))
     adapter = build_adapter(config)
+    if hasattr(adapter, "to"):
+        adapter = adapter.to(device) or adapter
     dtype = torch_dtype(config.model.dtype)
-    fake = adapter.make_trainable_copy("fake").to(dtype)
-    generator = adapter.make_trainable_copy("generator").to(dtype)
+    fake = adapter.make_trainable_copy("fake").to(device, dtype)
+    generator = adapter.make_trainable_copy("generator").to(device, dtype)
     micro_per_iteration = train.batch_size // train.micro_batch_size
     fake_net = _network(fake, config, config.optim.fake_lr, micro_per_iteration)
     generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
@@ -76,7 +80,7 @@ def run_local(
         factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
         set_lr(fake_net.optimizer, config.optim.fake_lr * factor)
         set_lr(generator_net.optimizer, config.optim.generator_lr * factor)
-        cond = adapter.encode_prompts(stream.take(train.batch_size))
+        cond = adapter.encode_prompts(stream.take(train.batch_size)).to(device, dtype)
         micro = [
             MicroBatch(
                 cond.select(slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)),
@@ -94,7 +98,7 @@ def run_local(
             train.seed,
             iteration,
             adapter.latent_shape,
-            device=torch.device("cpu"),
+            device=device,
             dtype=dtype,
         )
         if ema is not None:

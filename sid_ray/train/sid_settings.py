@@ -20,4 +20,5 @@ def settings_from_config(sid: SiDConfig) -> SiDSettings:
         fake_guidance_eval=sid.fake_guidance_eval,
         teacher_guidance=sid.teacher_guidance,
         generator_guidance=sid.generator_guidance,
+        fake_updates=sid.fake_updates,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sid_ray.config.schema import ConfigError, ModelConfig
-from sid_ray.models.digits_data import DIGITS_RESOLUTION, digit_of_prompt
+from sid_ray.models.digits_data import DIGITS_RESOLUTION, NUM_DIGITS, digit_of_prompt, digit_prompt
 from sid_ray.models.flux import FluxAdapter
 from sid_ray.models.registry import register
 
@@ -79,4 +79,9 @@ class DigitsFluxAdapter(FluxAdapter):
         return digit_of_prompt(prompt)
 
 
-register("digits-flux", DigitsFluxAdapter)
+def _digit_prompts(model) -> list[str]:
+    """The ten prompts the digits teacher was trained on ("a handwritten zero" ... "nine")."""
+    return [digit_prompt(d) for d in range(NUM_DIGITS)]
+
+
+register("digits-flux", DigitsFluxAdapter, default_prompts=_digit_prompts)

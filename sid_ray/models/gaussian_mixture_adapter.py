@@ -80,4 +80,4 @@ def build(config: ModelConfig, sid: SiDConfig | None = None) -> GaussianMixtureA
     return GaussianMixtureAdapter(config)
 
 
-register("gmm-ring", build)
+register("gmm-ring", build, default_prompts=lambda model: GaussianMixtureAdapter(model).default_prompts())

@@ -34,11 +34,23 @@ _OWNERS: dict[str, str] = {
     "digits-flux": "sid_ray.models.digits",
 }
 _BUILDERS: dict[str, Callable[..., TeacherAdapter]] = {}
+# name -> the teacher's own prompt list (the toys' class prompts), computed without its weights
+_DEFAULT_PROMPTS: dict[str, Callable[[ModelConfig], list[str]]] = {}
 
 
-def register(name: str, builder: Callable[..., TeacherAdapter]) -> None:
-    """Called by a family module at import: `builder(model_config, sid=sid_config) -> TeacherAdapter`."""
+def register(
+    name: str,
+    builder: Callable[..., TeacherAdapter],
+    default_prompts: Callable[[ModelConfig], list[str]] | None = None,
+) -> None:
+    """Called by a family module at import: `builder(model_config, sid=sid_config) -> TeacherAdapter`.
+
+    `default_prompts(model_config)`, for teachers that only draw a closed set of prompts (the
+    toys), is the prompt list a run uses when `data.prompts` is empty; it must not load weights
+    (the Ray driver calls it before any worker starts)."""
     _BUILDERS[name] = builder
+    if default_prompts is not None:
+        _DEFAULT_PROMPTS[name] = default_prompts
 
 
 def declare(name: str, module: str) -> None:
@@ -48,6 +60,20 @@ def declare(name: str, module: str) -> None:
 
 def registered_names() -> list[str]:
     return sorted(set(_OWNERS) | set(_BUILDERS))
+
+
+def _import_owner(name: str) -> None:
+    if name not in _BUILDERS:
+        if name not in _OWNERS:
+            raise ConfigError(f"model.name: unknown teacher {name!r}; registered: {registered_names()}")
+        importlib.import_module(_OWNERS[name])
+
+
+def default_prompts(model: ModelConfig) -> list[str] | None:
+    """The teacher's own prompts when it registered some (toys), else None (use `data.prompts`)."""
+    _import_owner(model.name)
+    make = _DEFAULT_PROMPTS.get(model.name)
+    return make(model) if make is not None else None
 
 
 def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None) -> TeacherAdapter:
@@ -64,8 +90,5 @@ def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None)
         model, sid = config.model, config.sid
     else:
         model = config
-    if model.name not in _BUILDERS:
-        if model.name not in _OWNERS:
-            raise ConfigError(f"model.name: unknown teacher {model.name!r}; registered: {registered_names()}")
-        importlib.import_module(_OWNERS[model.name])
+    _import_owner(model.name)
     return _BUILDERS[model.name](model, sid=sid)

@@ -22,6 +22,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from sid_ray.config.io import config_to_dict, dump_config
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
+from sid_ray.models.registry import default_prompts
 from sid_ray.train.checkpoint import EXPORT_DIR
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.progress import ProgressPrinter
@@ -58,15 +59,6 @@ def check_teacher(config: RunConfig) -> None:
         )
 
 
-def default_prompts(config: RunConfig) -> list[str] | None:
-    """The teacher's own prompt list (the toys' class prompts), without loading its weights."""
-    if config.model.name == "gmm-ring":
-        from sid_ray.models.gaussian_mixture_adapter import GaussianMixtureAdapter
-
-        return GaussianMixtureAdapter(config.model).default_prompts()
-    return None
-
-
 def scaling_config(config: RunConfig) -> ray.train.ScalingConfig:
     train = config.train
     resources = {"CPU": train.cpus_per_worker}
@@ -84,7 +76,7 @@ def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
     check_batch(config)
     train = config.train
     run_dir = Path(config.output_dir).resolve()
-    prompts = read_prompts(config.data, default_prompts(config))
+    prompts = read_prompts(config.data, default_prompts(config.model))
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     # Ray Data keeps each rank's rows in order (the worker checks every batch's positions)
     data_context = ray.data.DataContext.get_current()

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from sid_ray.config.io import dump_config
-from sid_ray.config.schema import RunConfig
+from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.models.loading import torch_dtype
-from sid_ray.models.registry import build_adapter
+from sid_ray.models.registry import build_adapter, default_prompts
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.ema import ParameterEMA
@@ -71,7 +71,13 @@ def run_local(
     fake_net = _network(fake, config, config.optim.fake_lr, micro_per_iteration)
     generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
     settings = settings_from_config(config.sid)
-    stream = PromptCycle(prompts or adapter.default_prompts(), seed=config.data.shuffle_seed)
+    prompts = prompts or default_prompts(config.model)
+    if not prompts:
+        raise ConfigError(
+            f"run_local: {config.model.name} has no prompt list of its own; pass `prompts` "
+            "(the Ray launcher reads data.prompts)"
+        )
+    stream = PromptCycle(prompts, seed=config.data.shuffle_seed)
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
     result = LocalResult(adapter, generator, fake)

@@ -36,12 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo_digits.yaml"
 
 
-def score(adapter, model_or_sampler, steps, K, prompts, metrics, seed):
-    sampler = (
-        model_or_sampler
-        if callable(model_or_sampler) and not isinstance(model_or_sampler, torch.nn.Module)
-        else generator_sampler(model_or_sampler, steps, K, seed=seed)
-    )
+def score(adapter, sampler, steps, prompts, metrics) -> tuple[float, float]:
+    """(FID, alignment) of one sampler on the fixed prompt/seed set."""
     row, _ = evaluate_sampler("", adapter, sampler, steps, prompts, metrics)
     return row.fid, row.alignment
 
@@ -61,9 +57,7 @@ def run_variant(name: str, overrides: list[str], args, metrics, teacher_rows: di
     if guidance not in teacher_rows:
         adapter = build_adapter(config).to(args.device)
         teacher_rows[guidance] = {
-            steps: score(
-                adapter, euler_sampler(adapter.teacher, steps, guidance), steps, K, prompts, metrics, seed
-            )
+            steps: score(adapter, euler_sampler(adapter.teacher, steps, guidance), steps, prompts, metrics)
             for steps in (32, 4)
         }
         for steps, (fid, align) in teacher_rows[guidance].items():
@@ -77,7 +71,7 @@ def run_variant(name: str, overrides: list[str], args, metrics, teacher_rows: di
         if args.eval_every_kimg > 0 and row["kimg"] + 1e-9 >= next_eval[0]:
             next_eval[0] += args.eval_every_kimg
             gen = result.generator.eval()
-            fid, align = score(result.adapter, gen, K, K, prompts, metrics, seed)
+            fid, align = score(result.adapter, generator_sampler(gen, K, K, seed=seed), K, prompts, metrics)
             gen.train()
             curve.append({"kimg": row["kimg"], "fid": fid, "alignment": align, **row})
             print(
@@ -92,7 +86,10 @@ def run_variant(name: str, overrides: list[str], args, metrics, teacher_rows: di
     result = run_local(config, train_prompts, log=None, write_config=False, on_log=on_log, device=args.device)
     train_s = time.perf_counter() - begin
     gen = result.generator.eval()
-    final = {steps: score(result.adapter, gen, steps, K, prompts, metrics, seed) for steps in (1, K)}
+    final = {
+        steps: score(result.adapter, generator_sampler(gen, steps, K, seed=seed), steps, prompts, metrics)
+        for steps in (1, K)
+    }
     t32, t4 = teacher_rows[guidance][32], teacher_rows[guidance][4]
     bar = min(1.1 * t32[0], 0.5 * t4[0])
     print(

@@ -195,12 +195,10 @@ def distill_step(
     """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks."""
     k = draw_num_steps(settings.num_steps, seed, iteration)
     args = (micro_batches, settings, k, seed, iteration, latent_shape, device, dtype)
-    # the first F update keeps the single-update noise stream: fake_updates=1 is SID.md exactly
-    fake_losses = [
-        fake_update(fake, generator, *args, phase="fake" if j == 0 else f"fake/{j}")
-        for j in range(settings.fake_updates)
-    ]
-    fake_loss = fake_losses[-1]  # the loss F reached just before G's update
+    # the first F update keeps the single-update noise stream: fake_updates=1 is SID.md exactly;
+    # the loss reported is the last one, the F that G's update then sees
+    for j in range(settings.fake_updates):
+        fake_loss = fake_update(fake, generator, *args, phase="fake" if j == 0 else f"fake/{j}")
     gen_loss, dropped = generator_update(teacher, fake, generator, *args)
     return StepMetrics(k, fake_loss, gen_loss, dropped)
 

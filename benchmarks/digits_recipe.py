@@ -42,6 +42,20 @@ def score(adapter, sampler, steps, prompts, metrics) -> tuple[float, float]:
     return row.fid, row.alignment
 
 
+def digits_pairs(config, device):
+    """Data-aided variants: all 1,797 digits and their prompts, encoded by the teacher's VAE, in
+    the order law of the product's pair stream (`sid_ray.data.pair_stream.PairCycle`)."""
+    from sid_ray.data.pair_stream import PairCycle, PairTable
+    from sid_ray.models.digits_data import digit_prompt, load_digit_images
+
+    adapter = build_adapter(config).to(device)
+    images, labels = load_digit_images()
+    with torch.no_grad():
+        latents = adapter.encode_images(images.to(device)).float().cpu().numpy()
+    table = PairTable(None, latents, [digit_prompt(int(d)) for d in labels], 0)
+    return PairCycle(table, seed=config.data.shuffle_seed)
+
+
 def run_variant(name: str, overrides: list[str], args, metrics, teacher_rows: dict) -> dict:
     """Distill one variant; its teacher rows (cached per guidance), final rows and curve."""
     config = load_config(
@@ -83,7 +97,10 @@ def run_variant(name: str, overrides: list[str], args, metrics, teacher_rows: di
     begin = time.perf_counter()
     # the demo's prompt file is plain text (the launcher reads it with Ray Data, same list)
     train_prompts = list(dict.fromkeys(p.strip() for p in open(ROOT / config.data.prompts) if p.strip()))
-    result = run_local(config, train_prompts, log=None, write_config=False, on_log=on_log, device=args.device)
+    pairs = digits_pairs(config, args.device) if config.sid.data_aided.enabled else None
+    result = run_local(
+        config, train_prompts, log=None, write_config=False, on_log=on_log, device=args.device, pairs=pairs
+    )
     train_s = time.perf_counter() - begin
     gen = result.generator.eval()
     final = {

@@ -2,6 +2,7 @@
 
     python jobs/demo.py                       # local Ray, 2 CPU workers, ZeRO-3, MLflow sqlite
     python jobs/demo.py --set train.total_kimg=20
+    python jobs/demo.py --config configs/demo_digits_data_aided.yaml   # SiDA: real digits too
 
 Runs the product path end to end: Ray Data prompts -> Ray Train + DeepSpeed -> checkpoints
 (with the consolidated generator) -> evaluation of the teacher (32 and 4 Euler steps) and the
@@ -46,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     from sid_ray.models.registry import build_adapter
     from sid_ray.train.launcher import launch
 
+    if (
+        config.data.images
+        and config.model.name == "digits-flux"
+        and not any(c in config.data.images for c in "*?{")
+    ):
+        # the digits world's image-text shards (data-aided demo) are written on first use
+        from sid_ray.data.digits_shards import ensure_digits_shards
+
+        ensure_digits_shards(config.data.images)
     result = launch(config)
     adapter = build_adapter(config)
     report = evaluate_run(

@@ -83,6 +83,29 @@ class ModelConfig:
 
 
 @dataclass
+class DataAidedConfig:
+    """SiDA (SID.md 6): real image-text pairs noised like the fakes; F's pooled last hidden states
+    are the discriminator's logits. The reference's 40k/20k images are for 1-2 Mimg runs; short
+    runs scale them down."""
+
+    enabled: bool = option(False, "train with the diffusion-GAN terms (needs data.images)")
+    discriminator_weight: float = option(1.0, "lsd: weight of the discriminator BCE in F's loss")
+    generator_weight: float = option(
+        0.01, "lsg_gan: weight of the non-saturating GAN loss BCE(D(fake_t), 1) w(t) in G's loss"
+    )
+    warmup_kimg: float = option(
+        40.0, "G's loss is L_SiD until this many kimg, then 0.5 L_SiD + 0.5 lsg_gan L_GAN (reference: 40)"
+    )
+    generator_hold_kimg: float = option(
+        20.0, "G takes no step until this many kimg: F learns to discriminate first (reference: 20)"
+    )
+
+    def validate(self, path: str) -> None:
+        for name in ("discriminator_weight", "generator_weight", "warmup_kimg", "generator_hold_kimg"):
+            _require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
+
+
+@dataclass
 class SiDConfig:
     num_steps: int = option(4, "K: the generator's number of steps (k ~ U{1..K} per iteration)")
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
@@ -112,8 +135,15 @@ class SiDConfig:
         1, "F updates before each G update (1 = SID.md; more = a two time-scale variant, each on fresh noise)"
     )
 
+    data_aided: DataAidedConfig = section(
+        DataAidedConfig,
+        "the data-aided variant (SiDA, SID.md 6): F doubles as a discriminator on data.images",
+    )
+
     def validate(self, path: str) -> None:
         from sid_ray.sid.weighting import WEIGHTINGS
+
+        self.data_aided.validate(f"{path}.data_aided")
 
         _require(self.num_steps >= 1, f"{path}.num_steps", f"must be >= 1, got {self.num_steps}")
         _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
@@ -164,9 +194,22 @@ class DataConfig:
         "", "folder of cached prompt embeddings (parquet shards); empty = encode on the fly"
     )
     shuffle_seed: int = option(0, "seed of the prompt shuffle")
+    images: str = option(
+        "",
+        "data-aided runs (SID.md 6): image-text webdataset shards, a folder of .tar files, a glob or "
+        "a brace pattern (shards/{000000..000009}.tar); their captions replace data.prompts",
+    )
+    image_keys: str = option(
+        "png;jpg;jpeg;webp", "webdataset extensions tried for a sample's image, in order"
+    )
+    caption_keys: str = option("txt;caption", "webdataset extensions tried for a sample's caption, in order")
+    latent_cache: str = option(
+        "", "folder of the encoded (latent, caption) table of data.images; empty = $SID_RAY_CACHE/latents"
+    )
+    encode_workers: int = option(1, "actors that VAE-encode data.images (each reserves one CPU or GPU)")
 
     def validate(self, path: str) -> None:
-        pass
+        _require(self.encode_workers >= 1, f"{path}.encode_workers", "must be >= 1")
 
 
 @dataclass
@@ -255,3 +298,8 @@ class RunConfig:
         )
         for name in ("model", "sid", "optim", "data", "train", "eval", "tracking"):
             getattr(self, name).validate(name)
+        _require(
+            not self.sid.data_aided.enabled or bool(self.data.images),
+            "sid.data_aided.enabled",
+            "the data-aided variant needs real image-text pairs: set data.images to webdataset shards",
+        )

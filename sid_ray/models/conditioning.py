@@ -32,6 +32,10 @@ class TensorConditioning:
         both = {k: torch.cat([v, uncond[k].to(v.dtype)]) for k, v in self.tensors.items()}
         return TensorConditioning(both, self.null)
 
+    def doubled(self) -> TensorConditioning:
+        """The batch twice over (2B): one network pass on fakes and reals with the same prompts."""
+        return TensorConditioning.concat([self, self])
+
     def to(self, device=None, dtype=None) -> TensorConditioning:
         def move(v: torch.Tensor) -> torch.Tensor:
             return v.to(device=device, dtype=dtype if v.is_floating_point() else None)

@@ -12,6 +12,7 @@ embedding, so a guidance scale is real two-pass classifier-free guidance.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -70,7 +71,8 @@ class DigitsFluxAdapter(FluxAdapter):
                 f"images; set model.resolution={DIGITS_RESOLUTION} (got {config.resolution})"
             )
         if components is None and not config.path:
-            config.path = str(digits_teacher_folder())
+            # a copy: the caller's config keeps "" (the data cache keys and saved configs use it)
+            config = dataclasses.replace(config, path=str(digits_teacher_folder()))
         super().__init__(config, components, **kwargs)
 
     @staticmethod

@@ -23,6 +23,9 @@ class Conditioning(Protocol):
     def with_unconditional(self) -> Conditioning:
         """A batch of 2B: this batch, then its unconditional twin, for one batched CFG pass."""
 
+    def doubled(self) -> Conditioning:
+        """A batch of 2B: this batch twice (the data-aided F pass on fakes and reals together)."""
+
 
 @runtime_checkable
 class VelocityModel(Protocol):

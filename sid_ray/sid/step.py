@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity
+from sid_ray.sid.gan import DataAidedSettings, discriminator_loss, generator_gan_loss
 from sid_ray.sid.guidance import Conditioning, VelocityModel
 from sid_ray.sid.losses import fake_score_loss, generator_loss
 from sid_ray.sid.rollout import draw_num_steps, rollout
@@ -55,11 +56,16 @@ class SiDSettings:
     # F updates before each G update (1 = SID.md; more lets F track G more closely, a two
     # time-scale variant; each draws its own noise, all with the iteration's k)
     fake_updates: int = 1
+    # the data-aided variant (SID.md 6); None = data-free SiD
+    data_aided: DataAidedSettings | None = None
 
 
 @dataclass
 class MicroBatch:
     """One micro-batch of conditions, and the key its noise is drawn from.
+
+    `real` (data-aided runs only): the latents of the real images whose captions `cond` encodes,
+    in the velocity's layout, one per condition.
 
     `noise_key` names the micro-batch globally within an iteration (rank * accumulation + index),
     so that one process with accumulation reproduces the noise of several ranks without it.
@@ -68,6 +74,7 @@ class MicroBatch:
     cond: Conditioning
     batch_size: int
     noise_key: int = 0
+    real: torch.Tensor | None = None
 
 
 def noise_generator(seed: int, iteration: int, noise_key: int, phase: str, device) -> torch.Generator:
@@ -104,22 +111,45 @@ def fake_update(
     device,
     dtype=torch.float32,
     phase: str = "fake",
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Train F on the generator's samples: one optimiser step over all micro-batches.
 
-    `phase` names the noise stream, so that repeated F updates of one iteration differ."""
+    Returns (F's loss, its discriminator part: 0 when data-free). `phase` names the noise
+    stream, so that repeated F updates of one iteration differ."""
     total = torch.zeros((), device=device)
+    disc_total = torch.zeros((), device=device)
+    k1 = settings.fake_guidance_train
     for mb in micro_batches:
         g = noise_generator(seed, iteration, mb.noise_key, phase, device)
         with torch.no_grad():
             x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, False)
         eps, t, x_t = _noised(x_g, mb.batch_size, settings, g)
-        v_fake = fake.module.guided_velocity(x_t, t, mb.cond, settings.fake_guidance_train)
-        loss = fake_score_loss(v_fake, x_g, eps, settings.fake_loss_scale)
+        if settings.data_aided is None:
+            v_fake = fake.module.guided_velocity(x_t, t, mb.cond, k1)
+            loss = fake_score_loss(v_fake, x_g, eps, settings.fake_loss_scale)
+        else:
+            # SID.md 6: the reals are noised with the fakes' t and eps; one F pass on both
+            x_real_t = interpolate(_real_latents(mb, x_g), eps, t)
+            both = torch.cat([x_t, x_real_t])
+            v, features = fake.module.guided_velocity_with_features(
+                both, torch.cat([t, t]), mb.cond.doubled(), k1
+            )
+            fake_features, real_features = features.chunk(2)
+            disc = discriminator_loss(real_features, fake_features, settings.data_aided.discriminator_weight)
+            loss = fake_score_loss(v[: mb.batch_size], x_g, eps, settings.fake_loss_scale) + disc
+            disc_total = disc_total + disc.detach()
         fake.backward(loss)
         fake.step()
         total = total + loss.detach()
-    return total / len(micro_batches)
+    return total / len(micro_batches), disc_total / len(micro_batches)
+
+
+def _real_latents(mb: MicroBatch, x_g: torch.Tensor) -> torch.Tensor:
+    if mb.real is None:
+        raise ValueError("a data-aided step needs each micro-batch's real latents (MicroBatch.real)")
+    if mb.real.shape != x_g.shape:
+        raise ValueError(f"real latents {tuple(mb.real.shape)} do not match the fakes' {tuple(x_g.shape)}")
+    return mb.real.to(x_g.device, x_g.dtype)
 
 
 def generator_update(
@@ -134,10 +164,17 @@ def generator_update(
     latent_shape: tuple[int, ...],
     device,
     dtype=torch.float32,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train G through the teacher's and the frozen fake network's inputs; returns (loss, dropped)."""
+    loss_mix: tuple[float, float] = (1.0, 0.0),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train G through the teacher's and the frozen fake network's inputs.
+
+    G's loss is `loss_mix[0] L_SiD + loss_mix[1] lsg_gan L_GAN` (data-aided runs; (1, 0) otherwise,
+    which never asks F for features). Returns (loss, dropped samples, the L_GAN part)."""
     total = torch.zeros((), device=device)
+    gan_total = torch.zeros((), device=device)
     dropped = torch.zeros((), dtype=torch.int64, device=device)
+    sid_mix, gan_mix = loss_mix
+    k2 = settings.fake_guidance_eval
     # T and F take no parameter gradient here: the gradient reaches G through their inputs only
     teacher_frozen = (
         parameters_frozen(teacher) if isinstance(teacher, torch.nn.Module) else contextlib.nullcontext()
@@ -148,18 +185,28 @@ def generator_update(
             x_g = _draw_rollout(generator.module, mb, settings, k, g, latent_shape, device, dtype, True)
             eps, t, x_t = _noised(x_g, mb.batch_size, settings, g)
             v_teacher = teacher.guided_velocity(x_t, t, mb.cond, settings.teacher_guidance)
-            v_fake = fake.module.guided_velocity(x_t, t, mb.cond, settings.fake_guidance_eval)
+            if gan_mix:
+                v_fake, fake_features = fake.module.guided_velocity_with_features(x_t, t, mb.cond, k2)
+            else:
+                v_fake = fake.module.guided_velocity(x_t, t, mb.cond, k2)
             x_teacher = x0_from_velocity(x_t, t, v_teacher)
             x_fake = x0_from_velocity(x_t, t, v_fake)
             weight = loss_weight(settings.weighting, t, x_g=x_g.detach(), x_teacher=x_teacher.detach())
             out = generator_loss(
                 x_g, x_teacher, x_fake, weight, settings.alpha, settings.generator_loss_scale
             )
-            generator.backward(out.loss)
+            loss = sid_mix * out.loss
+            if gan_mix:
+                keep = torch.isfinite(out.per_sample) & torch.isfinite(fake_features).all(dim=1)
+                gan = settings.data_aided.generator_weight * generator_gan_loss(fake_features, weight, keep)
+                loss = loss + gan_mix * gan
+                gan_total = gan_total + gan.detach()
+            generator.backward(loss)
             generator.step()
-            total = total + out.loss.detach()
+            total = total + loss.detach()
             dropped = dropped + out.num_dropped
-    return total / len(micro_batches), dropped
+    n = len(micro_batches)
+    return total / n, dropped, gan_total / n
 
 
 @dataclass
@@ -170,14 +217,24 @@ class StepMetrics:
     fake_loss: torch.Tensor
     generator_loss: torch.Tensor
     dropped_samples: torch.Tensor
+    # data-aided runs: F's discriminator BCE and G's L_GAN (weighted as they entered the losses)
+    discriminator_loss: torch.Tensor | None = None
+    generator_gan_loss: torch.Tensor | None = None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The logged values by name (the Ray worker averages these over ranks)."""
+        out = {
+            "loss/fake": self.fake_loss,
+            "loss/generator": self.generator_loss,
+            "nan_dropped_samples": self.dropped_samples,
+        }
+        if self.discriminator_loss is not None:
+            out["loss/discriminator"] = self.discriminator_loss
+            out["loss/generator_gan"] = self.generator_gan_loss
+        return out
 
     def as_floats(self) -> dict[str, float]:
-        return {
-            "k": float(self.num_steps),
-            "loss/fake": float(self.fake_loss),
-            "loss/generator": float(self.generator_loss),
-            "nan_dropped_samples": float(self.dropped_samples),
-        }
+        return {"k": float(self.num_steps), **{k: float(v) for k, v in self.tensors().items()}}
 
 
 def distill_step(
@@ -191,16 +248,29 @@ def distill_step(
     latent_shape: tuple[int, ...],
     device,
     dtype=torch.float32,
+    kimg: float = 0.0,
 ) -> StepMetrics:
-    """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks."""
+    """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks.
+
+    `kimg` (images seen before this iteration, in thousands) drives the data-aided schedule."""
     k = draw_num_steps(settings.num_steps, seed, iteration)
     args = (micro_batches, settings, k, seed, iteration, latent_shape, device, dtype)
     # the first F update keeps the single-update noise stream: fake_updates=1 is SID.md exactly;
     # the loss reported is the last one, the F that G's update then sees
     for j in range(settings.fake_updates):
-        fake_loss = fake_update(fake, generator, *args, phase="fake" if j == 0 else f"fake/{j}")
-    gen_loss, dropped = generator_update(teacher, fake, generator, *args)
-    return StepMetrics(k, fake_loss, gen_loss, dropped)
+        fake_loss, disc_loss = fake_update(fake, generator, *args, phase="fake" if j == 0 else f"fake/{j}")
+    aided = settings.data_aided
+    if aided is None:
+        gen_loss, dropped, _ = generator_update(teacher, fake, generator, *args)
+        return StepMetrics(k, fake_loss, gen_loss, dropped)
+    zero = torch.zeros((), device=device)
+    if aided.generator_holds(kimg):  # SID.md 6: F learns to discriminate before G moves
+        gen_loss, dropped, gan_loss = zero, zero.long(), zero
+    else:
+        gen_loss, dropped, gan_loss = generator_update(
+            teacher, fake, generator, *args, loss_mix=aided.generator_mix(kimg)
+        )
+    return StepMetrics(k, fake_loss, gen_loss, dropped, disc_loss, gan_loss)
 
 
 @contextlib.contextmanager

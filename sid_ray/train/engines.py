@@ -40,8 +40,15 @@ class EngineVelocity:
     def guided_velocity(
         self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, scale: float
     ) -> torch.Tensor:
-        call = self.engine if self.through_engine else getattr(self.engine, "module", self.engine)
-        return call(x_t, t, cond, scale)
+        return self._call()(x_t, t, cond, scale)
+
+    def guided_velocity_with_features(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._call()(x_t, t, cond, scale, True)
+
+    def _call(self):
+        return self.engine if self.through_engine else getattr(self.engine, "module", self.engine)
 
 
 class DeepSpeedTrainedNetwork:

@@ -21,6 +21,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from sid_ray.config.io import config_to_dict, dump_config
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.image_pairs import encode_pairs
+from sid_ray.data.pair_stream import RankPairStream
 from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
 from sid_ray.models.registry import default_prompts
 from sid_ray.train.checkpoint import EXPORT_DIR
@@ -76,12 +78,20 @@ def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
     check_batch(config)
     train = config.train
     run_dir = Path(config.output_dir).resolve()
-    prompts = read_prompts(config.data, default_prompts(config.model))
+    # data-aided runs train on the captions of data.images instead of a prompt list
+    prompts = None if config.data.images else read_prompts(config.data, default_prompts(config.model))
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     # Ray Data keeps each rank's rows in order (the worker checks every batch's positions)
     data_context = ray.data.DataContext.get_current()
     data_context.execution_options.preserve_order = True
     data_context.enable_progress_bars = False  # the progress line is ours
+    if prompts is None:
+        # (caption, latent) pairs of the cached table, in the prompt stream's order; encoded once
+        # here, before any worker starts (the table folder must be readable from every node)
+        table = encode_pairs(config)
+        dataset_config = RankPairStream(table.folder, config.data.shuffle_seed, train.batch_size)
+    else:
+        dataset_config = RankPromptStream(prompts, config.data.shuffle_seed, train.batch_size)
     rows = ray.data.range(rows_per_rank(iterations, train.batch_size, train.num_workers))
     return TorchTrainer(
         train_loop_per_worker,
@@ -95,7 +105,7 @@ def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.keep_checkpoints or None),
         ),
         datasets={PROMPT_STREAM: rows},
-        dataset_config=RankPromptStream(prompts, config.data.shuffle_seed, train.batch_size),
+        dataset_config=dataset_config,
     )
 
 

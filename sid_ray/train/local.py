@@ -50,11 +50,14 @@ def run_local(
     write_config: bool = True,
     on_log: Callable[[dict, LocalResult], None] | None = None,
     device: torch.device | str | None = None,
+    pairs=None,
 ) -> LocalResult:
     """Distill `config.model` on one process for `config.train.total_kimg` thousand images.
 
     `config.train.num_workers` ranks are emulated by accumulation: micro-batch j of an
     iteration draws its noise from key j, exactly as rank j (accumulation 1) would.
+    Data-aided runs (`sid.data_aided.enabled`) take (captions, real latents) from `pairs` (an
+    object with `take(n)`, by default a `PairCycle` over the encoded `data.images`).
     """
     train = config.train
     if write_config:
@@ -72,12 +75,17 @@ def run_local(
     generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
     settings = settings_from_config(config.sid)
     prompts = prompts or default_prompts(config.model)
-    if not prompts:
+    if not prompts and settings.data_aided is None:
         raise ConfigError(
             f"run_local: {config.model.name} has no prompt list of its own; pass `prompts` "
             "(the Ray launcher reads data.prompts)"
         )
-    stream = PromptCycle(prompts, seed=config.data.shuffle_seed)
+    stream = PromptCycle(prompts, seed=config.data.shuffle_seed) if prompts else None
+    if settings.data_aided is not None and pairs is None:
+        from sid_ray.data.image_pairs import encode_pairs
+        from sid_ray.data.pair_stream import PairCycle
+
+        pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
     result = LocalResult(adapter, generator, fake)
@@ -86,15 +94,18 @@ def run_local(
         factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
         set_lr(fake_net.optimizer, config.optim.fake_lr * factor)
         set_lr(generator_net.optimizer, config.optim.generator_lr * factor)
-        cond = adapter.encode_prompts(stream.take(train.batch_size)).to(device, dtype)
-        micro = [
-            MicroBatch(
-                cond.select(slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)),
-                train.micro_batch_size,
-                noise_key=j,
-            )
-            for j in range(micro_per_iteration)
-        ]
+        real = None
+        if settings.data_aided is not None:
+            captions, real = pairs.take(train.batch_size)
+            real = real.to(device, dtype)
+        else:
+            captions = stream.take(train.batch_size)
+        cond = adapter.encode_prompts(captions).to(device, dtype)
+        micro = []
+        for j in range(micro_per_iteration):
+            rows = slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)
+            part = None if real is None else real[rows]
+            micro.append(MicroBatch(cond.select(rows), train.micro_batch_size, noise_key=j, real=part))
         metrics = distill_step(
             adapter.teacher,
             fake_net,
@@ -106,6 +117,7 @@ def run_local(
             adapter.latent_shape,
             device=device,
             dtype=dtype,
+            kimg=iteration * train.batch_size / 1000,
         )
         if ema is not None:
             ema.update(train.batch_size)
@@ -120,6 +132,7 @@ def run_local(
                     f"it {row['iteration']:5d}  kimg {row['kimg']:7.2f}  k {int(row['k'])}  "
                     f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  "
                     f"dropped {int(row['nan_dropped_samples'])}"
+                    + (f"  L_D {row['loss/discriminator']:.4g}" if "loss/discriminator" in row else "")
                 )
     result.seconds = time.perf_counter() - start
     if ema is not None:

@@ -33,6 +33,8 @@ def format_row(row: dict, total_kimg: float) -> str:
         f"kimg {row['kimg']:8.3f}/{total_kimg:g}  {rate:8.1f} img/s  "
         f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  ETA {format_eta(eta)}"
     )
+    if "loss/discriminator" in row:  # data-aided runs: F's BCE (ln 2 = chance) and G's L_GAN
+        text += f"  L_D {row['loss/discriminator']:.4g}  L_GAN {row['loss/generator_gan']:.4g}"
     if row.get("nan_dropped_samples"):
         text += f"  dropped {int(row['nan_dropped_samples'])}"
     if row.get("resumed_from_kimg") is not None:

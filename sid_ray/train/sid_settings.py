@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sid_ray.config.schema import SiDConfig
+from sid_ray.sid.gan import DataAidedSettings
 from sid_ray.sid.step import SiDSettings
 from sid_ray.sid.time_laws import make_time_law
 
@@ -21,4 +22,17 @@ def settings_from_config(sid: SiDConfig) -> SiDSettings:
         teacher_guidance=sid.teacher_guidance,
         generator_guidance=sid.generator_guidance,
         fake_updates=sid.fake_updates,
+        data_aided=_data_aided(sid),
+    )
+
+
+def _data_aided(sid: SiDConfig) -> DataAidedSettings | None:
+    aided = sid.data_aided
+    if not aided.enabled:
+        return None
+    return DataAidedSettings(
+        discriminator_weight=aided.discriminator_weight,
+        generator_weight=aided.generator_weight,
+        warmup_kimg=aided.warmup_kimg,
+        generator_hold_kimg=aided.generator_hold_kimg,
     )

@@ -153,14 +153,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
         set_lr(nets.fake.engine.optimizer, config.optim.fake_lr * factor)
         set_lr(nets.generator.engine.optimizer, config.optim.generator_lr * factor)
         cond = nets.adapter.encode_prompts([str(p) for p in batch["prompt"]]).to(device, dtype)
-        micro = [
-            MicroBatch(
-                cond.select(slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)),
-                train.micro_batch_size,
-                noise_key=rank * accumulation + j,
+        # data-aided runs: the captions' real latents ride in the same rows (RankPairStream)
+        real = torch.as_tensor(batch["latents"]).to(device, dtype) if "latents" in batch else None
+        micro = []
+        for j in range(accumulation):
+            rows = slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)
+            part = None if real is None else real[rows]
+            micro.append(
+                MicroBatch(cond.select(rows), train.micro_batch_size, rank * accumulation + j, real=part)
             )
-            for j in range(accumulation)
-        ]
         metrics = distill_step(
             nets.teacher,
             nets.fake,
@@ -172,6 +173,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             nets.adapter.latent_shape,
             device=device,
             dtype=dtype,
+            kimg=iteration * train.batch_size / 1000,
         )
         if ema is not None:
             ema.update(train.batch_size)
@@ -185,17 +187,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if not (save_now or state.iteration % train.log_every == 0):
             continue
         # one collective for the global means of this iteration's losses (no .item() per step)
-        fake_loss, generator_loss, dropped = _mean_over_ranks(
-            [metrics.fake_loss, metrics.generator_loss, metrics.dropped_samples]
-        )
+        logged = metrics.tensors()
+        means = dict(zip(logged, _mean_over_ranks(list(logged.values())), strict=True))
+        means["nan_dropped_samples"] *= world  # a count: the global sum
         elapsed = time.perf_counter() - window_start
         row = {
             "iteration": state.iteration,
             "kimg": state.kimg,
             "k": metrics.num_steps,
-            "loss/fake": fake_loss,
-            "loss/generator": generator_loss,
-            "nan_dropped_samples": dropped * world,
+            **means,
             "img_per_s": window_iterations * train.batch_size / max(elapsed, 1e-9),
         }
         if resumed_from is not None:

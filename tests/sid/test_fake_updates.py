@@ -9,8 +9,8 @@ from sid_ray.config import ConfigError, load_config
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.rollout import draw_num_steps
 from sid_ray.sid.step import MicroBatch, distill_step, fake_update, generator_update
-from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.sid_settings import settings_from_config
+from tests.sid.networks import parameters_of, trained_copies
 
 SEED, ITERATION = 3, 5
 
@@ -23,27 +23,14 @@ def world():
     return adapter, settings_from_config(config.sid), [MicroBatch(cond, 16, noise_key=0)]
 
 
-def _networks(adapter):
-    torch.manual_seed(0)
-    fake, generator = adapter.make_trainable_copy("fake"), adapter.make_trainable_copy("generator")
-    return (
-        TorchTrainedNetwork(fake, sid_adam(fake.parameters(), 1e-3)),
-        TorchTrainedNetwork(generator, sid_adam(generator.parameters(), 1e-3)),
-    )
-
-
 def _adam_steps(net) -> int:
     return int(next(iter(net.optimizer.state.values()))["step"])
-
-
-def _params(net) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in net.module.parameters()]
 
 
 def test_two_fake_updates_are_two_f_steps_on_fresh_noise_then_one_g_step(world):
     adapter, settings, micro = world
     shape = adapter.latent_shape
-    fake, generator = _networks(adapter)
+    fake, generator = trained_copies(adapter)
     metrics = distill_step(
         adapter.teacher,
         fake,
@@ -58,24 +45,28 @@ def test_two_fake_updates_are_two_f_steps_on_fresh_noise_then_one_g_step(world):
     assert (_adam_steps(fake), _adam_steps(generator)) == (2, 1)
 
     # the same by hand: F on the "fake" stream, F on the "fake/1" stream, then G
-    fake_ref, generator_ref = _networks(adapter)
+    fake_ref, generator_ref = trained_copies(adapter)
     k = draw_num_steps(settings.num_steps, SEED, ITERATION)
     args = (micro, settings, k, SEED, ITERATION, shape, "cpu")
-    first = fake_update(fake_ref, generator_ref, *args, phase="fake")
-    second = fake_update(fake_ref, generator_ref, *args, phase="fake/1")
+    first, _ = fake_update(fake_ref, generator_ref, *args, phase="fake")
+    second, _ = fake_update(fake_ref, generator_ref, *args, phase="fake/1")
     generator_update(adapter.teacher, fake_ref, generator_ref, *args)
     assert float(first) != float(second)  # another noise draw, and F has moved
     assert float(metrics.fake_loss) == float(second)
     for a, b in zip(
-        _params(fake) + _params(generator), _params(fake_ref) + _params(generator_ref), strict=True
+        parameters_of(fake) + parameters_of(generator),
+        parameters_of(fake_ref) + parameters_of(generator_ref),
+        strict=True,
     ):
         assert torch.equal(a, b)
 
     # one update (the default) is a different iteration: F took one step only
-    fake_one, generator_one = _networks(adapter)
+    fake_one, generator_one = trained_copies(adapter)
     distill_step(adapter.teacher, fake_one, generator_one, micro, settings, SEED, ITERATION, shape, "cpu")
     assert _adam_steps(fake_one) == 1
-    assert any(not torch.equal(a, b) for a, b in zip(_params(fake_one), _params(fake), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(parameters_of(fake_one), parameters_of(fake), strict=True)
+    )
 
 
 def test_fake_updates_must_be_positive():

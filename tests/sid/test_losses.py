@@ -72,7 +72,7 @@ def test_generator_loss_gradient_matches_the_reference_through_both_networks():
         alpha=1.0,
         generator_loss_scale=100.0,
     )
-    loss, dropped = generator_update(
+    loss, dropped, _ = generator_update(
         teacher,
         RecordingNetwork(fake),
         RecordingNetwork(generator),

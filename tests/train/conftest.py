@@ -37,3 +37,31 @@ def toy_config(tmp_path, name: str, *overrides: str):
             *overrides,
         ],
     )
+
+
+def assert_rows_match(distributed_rows, local_rows, keys, rel: float) -> None:
+    """The Ray run's logged rows equal the single process's, iteration by iteration."""
+    assert len(distributed_rows) == len(local_rows)
+    for dist_row, local_row in zip(distributed_rows, local_rows, strict=True):
+        assert dist_row["k"] == local_row["k"]
+        for key in keys:
+            assert dist_row[key] == pytest.approx(local_row[key], rel=rel, abs=1e-7), key
+
+
+def generator_update_difference(config, export_dir, local_generator) -> float:
+    """|dG_dist - dG_local| / |dG_local|: the exported generator's update against the single
+    process's, both from the same initial copy."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sid_ray.models.registry import build_adapter
+
+    def flat(state):
+        return torch.cat([state[k].double().flatten() for k in sorted(state)])
+
+    torch.manual_seed(config.train.seed)
+    initial = flat(build_adapter(config).make_trainable_copy("generator").state_dict())
+    update_local = flat(local_generator.state_dict()) - initial
+    update_dist = flat(load_file(export_dir / "generator.safetensors")) - initial
+    assert update_local.norm() > 0  # the generator did move
+    return float((update_dist - update_local).norm() / update_local.norm())

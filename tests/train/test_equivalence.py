@@ -6,12 +6,10 @@ import copy
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from sid_ray.models.registry import build_adapter
 from sid_ray.train.launcher import launch
 from sid_ray.train.local import run_local
-from tests.train.conftest import toy_config
+from tests.train.conftest import assert_rows_match, generator_update_difference, toy_config
 
 # fp32 everywhere; the two runs differ only in summation order (gloo all-reduce of gradients
 # over 2 ranks vs accumulation in one process) and ZeRO-3's flat fp32 partitions, i.e. float32
@@ -44,19 +42,7 @@ def test_two_zero3_workers_match_single_process(ray_cluster, tmp_path, schedule)
     local = run_local(single, log=None, write_config=False)
 
     assert [r["iteration"] for r in distributed.rows] == [1, 2, 3]
-    assert len(local.history) == 3
-    for dist_row, local_row in zip(distributed.rows, local.history, strict=True):
-        assert dist_row["k"] == local_row["k"]
-        for key in ("loss/fake", "loss/generator"):
-            assert dist_row[key] == pytest.approx(local_row[key], rel=LOSS_RTOL), key
-
-    torch.manual_seed(config.train.seed)
-    initial = _flat(build_adapter(config.model).make_trainable_copy("generator").state_dict())
-    exported = _flat(load_file(distributed.export_dir / "generator.safetensors"))
-    single_process = _flat(local.generator.state_dict())
-    update_local = single_process - initial
-    update_dist = exported - initial
-    assert update_local.norm() > 0  # the generator did move
-    relative = float((update_dist - update_local).norm() / update_local.norm())
+    assert_rows_match(distributed.rows, local.history, ("loss/fake", "loss/generator"), LOSS_RTOL)
+    relative = generator_update_difference(config, distributed.export_dir, local.generator)
     print(f"generator update: relative difference {relative:.2e} (tolerance {UPDATE_RTOL})")
     assert relative < UPDATE_RTOL, relative

@@ -125,9 +125,10 @@ def cache_root(config: RunConfig) -> Path:
     return (base / "latents").resolve()
 
 
-def pair_cache_folder(config: RunConfig) -> Path:
-    """Where the table of `config.data.images` lives (whether or not it was built yet)."""
-    urls = shard_urls(config.data.images)
+def pair_cache_folder(config: RunConfig, urls: list[str] | None = None) -> Path:
+    """Where the table of `config.data.images` (its shards `urls`, found when not given) lives,
+    whether or not it was built yet."""
+    urls = shard_urls(config.data.images) if urls is None else urls
     return cache_root(config) / f"{config.model.name}-{cache_key(config, urls)[:20]}"
 
 
@@ -190,10 +191,10 @@ class _VaeEncoder:
 
         from sid_ray.models.registry import build_adapter
 
-        self.adapter = build_adapter(config)
-        if config.train.use_gpu and torch.cuda.is_available():
-            self.adapter.to("cuda")
         self.device = torch.device("cuda" if config.train.use_gpu and torch.cuda.is_available() else "cpu")
+        self.adapter = build_adapter(config)
+        if self.device.type == "cuda":
+            self.adapter.to(self.device)
         self.shape = tuple(self.adapter.latent_shape)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -250,7 +251,7 @@ def encode_pairs(config: RunConfig, log: Callable[[str], None] = print) -> PairT
     machine) wait on a file lock for the first one's table.
     """
     urls = shard_urls(config.data.images)
-    folder = pair_cache_folder(config)
+    folder = pair_cache_folder(config, urls)
     if (folder / "meta.json").is_file():
         table = load_pair_table(folder)
         log(f"[pairs] cache hit: {len(table)} pairs ({table.num_skipped} skipped) in {folder}")

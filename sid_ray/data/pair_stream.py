@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ray.train import DataConfig
 
 from sid_ray.data.image_pairs import PairTable, load_pair_table
-from sid_ray.data.prompts import PROMPT_STREAM, prompt_indices, rank_positions
+from sid_ray.data.prompts import RankPromptStream, prompt_indices, rank_positions
 
 _BATCH_BYTES = 64 * 2**20  # latents per Ray Data batch of the stream (blocks stay small)
 
@@ -60,28 +59,24 @@ def _rows(latents: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-class RankPairStream(DataConfig):
+class RankPairStream(RankPromptStream):
     """`RankPromptStream` for data-aided runs: each rank's own slice of the pair stream.
 
-    The trainer's dataset is still `ray.data.range(rows_per_rank)` under `PROMPT_STREAM`; see
-    `sid_ray.data.prompts.RankPromptStream` for why ranks are not split by Ray Data.
+    The trainer's dataset is still `ray.data.range(rows_per_rank)` under `PROMPT_STREAM`; only the
+    per-rank UDF (pairs instead of prompts) and the batch size (bounded in bytes) differ.
     """
 
     def __init__(self, folder: str | Path, seed: int, batch_size: int):
-        super().__init__(datasets_to_split=[])
-        self.folder, self.seed, self.batch_size = str(folder), seed, batch_size
+        super().__init__([], seed, batch_size)
+        self.folder = str(folder)
 
-    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+    def rank_udf(self, rank: int, world: int) -> RankPairs:
+        return RankPairs(self.folder, self.seed, rank, world, self.batch_size)
+
+    def rows_per_batch(self) -> int:
         meta = json.loads((Path(self.folder) / "meta.json").read_text())
         row_bytes = 4 * int(np.prod(meta["latent_shape"]))
-        rows = int(np.clip(_BATCH_BYTES // row_bytes, 1, 4096))
-        base = datasets[PROMPT_STREAM]
-        per_rank = []
-        for rank in range(world_size):
-            udf = RankPairs(self.folder, self.seed, rank, world_size, self.batch_size)
-            ds = base.map_batches(udf, batch_format="numpy", batch_size=rows)
-            per_rank.append({PROMPT_STREAM: ds.iterator()})
-        return per_rank
+        return int(np.clip(_BATCH_BYTES // row_bytes, 1, 4096))
 
 
 class PairCycle:

@@ -99,12 +99,19 @@ class RankPromptStream(DataConfig):
         super().__init__(datasets_to_split=[])
         self.prompts, self.seed, self.batch_size = list(prompts), seed, batch_size
 
+    def rank_udf(self, rank: int, world: int):
+        """The map_batches UDF of one rank's rows (subclasses serve other rows, same positions)."""
+        return RankPrompts(self.prompts, self.seed, rank, world, self.batch_size)
+
+    def rows_per_batch(self) -> int:
+        return 4096
+
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         base = datasets[PROMPT_STREAM]
+        rows = self.rows_per_batch()
         per_rank = []
         for rank in range(world_size):
-            udf = RankPrompts(self.prompts, self.seed, rank, world_size, self.batch_size)
-            ds = base.map_batches(udf, batch_format="numpy", batch_size=4096)
+            ds = base.map_batches(self.rank_udf(rank, world_size), batch_format="numpy", batch_size=rows)
             per_rank.append({PROMPT_STREAM: ds.iterator()})
         return per_rank
 

@@ -199,3 +199,16 @@ def test_rank_pair_stream_through_ray_data(encoded):
         assert [row["position"] for row in joined] == list(range(i * batch, (i + 1) * batch))
         assert np.array_equal(np.stack([row["latents"] for row in joined]), latents.numpy())
     assert json.loads((table.folder / "meta.json").read_text())["num_pairs"] == len(table)
+
+
+def test_shards_without_a_usable_pair_name_the_problem(tmp_path, ray_local):
+    import webdataset
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    with open(folder / "bad.tar", "wb") as stream, webdataset.TarWriter(stream, encoder=False) as tar:
+        tar.write({"__key__": "corrupt", "png": b"\x89PNG not an image", "txt": b"a handwritten one"})
+        tar.write({"__key__": "nocaption", "png": _png(10)})
+    with pytest.raises(ConfigError, match="no usable"):
+        encode_pairs(_config(tmp_path, folder), log=lambda _line: None)
+    assert not any(p.is_dir() for p in (tmp_path / "cache").iterdir())  # no table left behind

@@ -61,16 +61,6 @@ def _config(tmp, images) -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def encoded(tmp_path_factory, ray_local):
     tmp = tmp_path_factory.mktemp("pairs")
     write_digits_shards(tmp / "shards", num_shards=2, limit=NUM_DIGITS)

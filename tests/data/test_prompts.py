@@ -62,15 +62,3 @@ def test_prompt_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="data.prompts"):
         read_prompts(DataConfig(prompts=str(tmp_path / "p.csv")))
     assert read_prompts(DataConfig(), default=["mode 1"]) == ["mode 1"]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import os
-
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()

@@ -1,11 +1,16 @@
-"""How far is the digits teacher from its own ODE limit? FID and alignment against Euler steps.
+"""How far is the digits teacher from its own ODE and SDE limits? FID and alignment against steps.
 
     python benchmarks/digits_teacher_samplers.py                      # CPU, the demo's 2,000 samples
     python benchmarks/digits_teacher_samplers.py --device cuda --steps 4 32 128 256
+    python benchmarks/digits_teacher_samplers.py --device cuda --steps 32 --ancestral 32 256 \
+        --set model.path=/path/to/another/teacher
 
 Rows, on the demo's fixed prompt/seed set: the teacher's deterministic Euler on t = 1 - i/N for
-each N (the demo table's teacher rows are N = 32 and 4), and the K-step generator before any
-training (the teacher copy run through the SiD roll-out: where distillation starts).
+each N (the demo table's teacher rows are N = 32 and 4), the teacher's ancestral (DDPM-posterior,
+stochastic) sampler on the same times for each `--ancestral` N — as N grows it tends to the
+teacher's reverse-SDE distribution, which is the distribution its scores define and SiD matches,
+where Euler tends to its probability-flow ODE's — and the K-step generator before any training
+(the teacher copy run through the SiD roll-out: where distillation starts).
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sid_ray.config import load_config  # noqa: E402
 from sid_ray.eval.digits_metrics import DigitsQuality  # noqa: E402
-from sid_ray.eval.evaluate import euler_sampler, evaluate_sampler, generator_sampler  # noqa: E402
+from sid_ray.eval.evaluate import (  # noqa: E402
+    ancestral_sampler,
+    euler_sampler,
+    evaluate_sampler,
+    generator_sampler,
+)
 from sid_ray.eval.prompts import digits_prompt_set  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
 
@@ -32,9 +42,11 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo_digits.yaml"))
     parser.add_argument("--samples", type=int, default=None, help="default: the config's eval.num_samples")
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
+    parser.add_argument("--ancestral", type=int, nargs="*", default=[], help="ancestral sampler steps")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args()
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     adapter = build_adapter(config).to(args.device)
     metrics = DigitsQuality()
     prompts = digits_prompt_set(args.samples or config.eval.num_samples, config.eval.seed)
@@ -42,6 +54,10 @@ def main() -> None:
     rows = []
     K = config.sid.num_steps
     samplers = [("Euler ODE", steps, euler_sampler(adapter.teacher, steps, guidance)) for steps in args.steps]
+    samplers += [
+        ("ancestral", steps, ancestral_sampler(adapter.teacher, steps, guidance, config.eval.seed))
+        for steps in args.ancestral
+    ]
     initial = generator_sampler(adapter.teacher, K, guidance=guidance, seed=config.eval.seed)
     samplers.append(("initial G", K, initial))
     for name, steps, sampler in samplers:

@@ -23,7 +23,7 @@ from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
 from sid_ray.models.sampling import euler_sample, sid_sample
-from sid_ray.sid.sampling import uniform_times
+from sid_ray.sid.sampling import ancestral_sample, uniform_times
 
 #: (conditioning of B prompts, noise latents (B, *latent_shape)) -> clean latents, same layout
 Sampler = Callable[[TensorConditioning, torch.Tensor], torch.Tensor]
@@ -63,6 +63,18 @@ def euler_sampler(model: FlowModel, num_steps: int, guidance: float = 1.0) -> Sa
 
     def sample(cond: TensorConditioning, z: torch.Tensor) -> torch.Tensor:
         return euler_sample(model, z, cond, sigmas, guidance=guidance)
+
+    return sample
+
+
+def ancestral_sampler(model: FlowModel, num_steps: int, guidance: float = 1.0, seed: int = 0) -> Sampler:
+    """The teacher's ancestral (reverse-SDE) sampler on uniform times t = 1 - i/N, at CFG scale
+    `guidance`; its noise comes from a generator seeded with `seed` anew for every call."""
+    times = uniform_times(num_steps)
+
+    def sample(cond: TensorConditioning, z: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator(device=z.device).manual_seed(seed)
+        return ancestral_sample(lambda x, t: model.guided_velocity(x, t, cond, guidance), z, times, gen)
 
     return sample
 

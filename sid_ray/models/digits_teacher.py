@@ -110,15 +110,20 @@ def uniform_euler_scheduler() -> FlowMatchEulerDiscreteScheduler:
 def train_vae(
     vae: AutoencoderKL, images: torch.Tensor, recipe: DigitsTeacherRecipe, log: Callable[[str], None]
 ) -> float:
-    """Fit the autoencoder to the digits; set FLUX's latent normalisation; return the final MSE."""
-    x_all = images * 2 - 1
+    """Fit the autoencoder to the digits; set FLUX's latent normalisation; return the final MSE.
+
+    Trains on the device of `vae`; the batches are drawn on the CPU, so every device sees the same
+    ones."""
+    device = next(vae.parameters()).device
+    x_all = images.to(device) * 2 - 1
     opt = torch.optim.Adam(vae.parameters(), lr=recipe.vae_lr)
     gen = torch.Generator().manual_seed(recipe.seed + 10)
     vae.train()
     for step in range(recipe.vae_steps):
-        x = x_all[torch.randint(0, len(x_all), (recipe.vae_batch_size,), generator=gen)]
+        x = x_all[torch.randint(0, len(x_all), (recipe.vae_batch_size,), generator=gen).to(device)]
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=gen)).sample
+        noise = torch.randn(posterior.mean.shape, generator=gen).to(device)
+        recon = vae.decode(posterior.mean + posterior.std * noise).sample
         loss = F.mse_loss(recon, x) + recipe.vae_kl_weight * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,7 +154,11 @@ def train_flow(
     recipe: DigitsTeacherRecipe,
     log: Callable[[str], None],
 ) -> tuple[torch.nn.Module, float]:
-    """Flow matching on (latents, labels) through `adapter.teacher.velocity`; returns (EMA, last loss)."""
+    """Flow matching on (latents, labels) through `adapter.teacher.velocity`; returns (EMA, last loss).
+
+    Trains on the device of `latents`; every random draw is made on the CPU, so the batches, noise
+    and dropout are the same on every device."""
+    device = latents.device
     transformer = adapter.transformer.requires_grad_(True).train()
     ema = copy.deepcopy(transformer).requires_grad_(False).eval()
     table = adapter.encode_prompts([digit_prompt(d) for d in range(NUM_DIGITS)])  # row d = digit d
@@ -162,11 +171,11 @@ def train_flow(
     smoothed = float("nan")
     for step in range(recipe.steps):
         idx = torch.randint(0, len(latents), (recipe.batch_size,), generator=gen)
-        x0 = latents[idx]
-        eps = torch.randn(x0.shape, generator=gen)
-        t = torch.rand(recipe.batch_size, generator=gen)  # uniform: every Euler step is trained
+        x0 = latents[idx.to(device)]
+        eps = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.rand(recipe.batch_size, generator=gen).to(device)  # uniform: every Euler step is trained
         drop = torch.rand(recipe.batch_size, generator=gen) < recipe.prompt_dropout
-        which = torch.where(drop, NUM_DIGITS, labels[idx])
+        which = torch.where(drop, NUM_DIGITS, labels[idx]).to(device)
         cond = TensorConditioning({k: v[which] for k, v in rows.items()}, table.null)
         tb = t.view(-1, 1, 1)
         x_t = (1 - tb) * x0 + tb * eps
@@ -189,8 +198,12 @@ def build_digits_teacher(
     folder: str | Path,
     recipe: DigitsTeacherRecipe = DigitsTeacherRecipe(),
     log: Callable[[str], None] = print,
+    device: str | torch.device = "cpu",
 ) -> Path:
-    """Train the digits teacher and save it as a FluxPipeline folder at `folder`."""
+    """Train the digits teacher and save it as a FluxPipeline folder at `folder`.
+
+    The shipped folder is built on the CPU (deterministic there); `device="cuda"` trains the same
+    recipe faster for experiments, with the same random draws but not bit-identical weights."""
     folder = Path(folder)
     start = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -213,13 +226,17 @@ def build_digits_teacher(
             }
             for name in ("text_encoder", "text_encoder_2"):
                 components[name].requires_grad_(False)
+            for name in ("vae", "text_encoder", "text_encoder_2", "transformer"):
+                components[name].to(device)
             vae_mse = train_vae(components["vae"], images, recipe, log)
             vae_seconds = time.perf_counter() - start
             config = ModelConfig(name="digits-flux", resolution=DIGITS_RESOLUTION)
             adapter = FluxAdapter(config, components)
-            latents = adapter.encode_images(images)  # (N, 16, 16): packed, normalised
+            latents = adapter.encode_images(images.to(device))  # (N, 16, 16): packed, normalised
             ema, flow_loss = train_flow(adapter, latents, labels, recipe, log)
         components["transformer"] = ema
+        for name in ("vae", "text_encoder", "text_encoder_2", "transformer"):
+            components[name].to("cpu")
         FluxPipeline(**components).save_pretrained(folder, safe_serialization=True)
     finally:
         torch.set_num_threads(previous_threads)

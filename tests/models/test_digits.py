@@ -76,3 +76,13 @@ def test_build_is_deterministic(tmp_path, quick_folder) -> None:
     a = load_file(next((quick_folder / "transformer").glob("*.safetensors")))
     c = load_file(next((other / "transformer").glob("*.safetensors")))
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_recipe_overrides_are_typed_like_the_recipe_fields() -> None:
+    from scripts.train_digits_teacher import recipe_overrides
+
+    parsed = recipe_overrides(["num_attention_heads=8", "lr=5e-4", "vae_channels=8,16"])
+    assert parsed == {"num_attention_heads": 8, "lr": 5e-4, "vae_channels": (8, 16)}
+    assert dataclasses.replace(DigitsTeacherRecipe(), **parsed).num_attention_heads == 8
+    with pytest.raises(SystemExit, match="num_heads"):
+        recipe_overrides(["num_heads=8"])

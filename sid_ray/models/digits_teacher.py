@@ -122,6 +122,7 @@ def train_vae(
     for step in range(recipe.vae_steps):
         x = x_all[torch.randint(0, len(x_all), (recipe.vae_batch_size,), generator=gen).to(device)]
         posterior = vae.encode(x).latent_dist
+        # drawn here, not by posterior.sample(gen): a CPU generator cannot draw on a GPU
         noise = torch.randn(posterior.mean.shape, generator=gen).to(device)
         recon = vae.decode(posterior.mean + posterior.std * noise).sample
         loss = F.mse_loss(recon, x) + recipe.vae_kl_weight * posterior.kl().mean()

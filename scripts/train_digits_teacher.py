@@ -31,10 +31,13 @@ def recipe_overrides(pairs: list[str]) -> dict:
         if not sep or name not in defaults:
             raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(defaults)}")
         default = defaults[name]
-        if isinstance(default, tuple):
-            out[name] = tuple(type(default[0])(v) for v in value.split(","))
-        else:
-            out[name] = type(default)(value)
+        try:
+            if isinstance(default, tuple):
+                out[name] = tuple(type(default[0])(v) for v in value.split(","))
+            else:
+                out[name] = type(default)(value)
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {name} takes a value like {default!r}") from None
     return out
 
 

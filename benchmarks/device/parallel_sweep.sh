@@ -14,11 +14,4 @@ while read -r dev name rest; do
   i=$((i + 1))
 done < "$1"
 wait
-grep -h "student\|teacher" "$OUT"/*.log
-cat "$OUT"/*.log | grep -v "Loading\|torchvision" > "$OUT/all.txt" && rm "$OUT"/*.log
-python3 -c "
-import glob, json, os
-rows = []
-for f in sorted(glob.glob(os.environ['OUT'] + '/*.json')):
-    rows += json.load(open(f)); os.remove(f)
-json.dump(rows, open(os.environ['OUT'] + '/all.json', 'w'), indent=1)"
+source benchmarks/device/collect.sh

@@ -26,11 +26,4 @@ while read -r teacher recipe name rest; do
     "model.path=$PWD/.whl-cache/teachers/$teacher" $rest > "$OUT/$name.log" 2>&1 &
 done < "$1"
 wait
-grep -h "student\|teacher guidance" "$OUT"/*.log
-cat "$OUT"/*.log | grep -v "Loading\|torchvision\|Writing" > "$OUT/all.txt" && rm "$OUT"/*.log
-python3 -c "
-import glob, json, os
-rows = []
-for f in sorted(glob.glob(os.environ['OUT'] + '/*.json')):
-    rows += json.load(open(f)); os.remove(f)
-json.dump(rows, open(os.environ['OUT'] + '/all.json', 'w'), indent=1)"
+SUMMARY="student\|teacher guidance" source benchmarks/device/collect.sh

@@ -48,7 +48,36 @@ def teacher_euler_samples(
     """The exact teacher integrated with `steps` uniform Euler steps, in float64."""
     from sid_ray.sid.sampling import euler_sample, uniform_times
 
+    return _teacher_samples(
+        lambda velocity, z, g: euler_sample(velocity, z, uniform_times(steps)),
+        teacher,
+        cond,
+        dim,
+        seed,
+        guidance,
+    )
+
+
+def teacher_ancestral_samples(
+    teacher, steps: int, cond, dim: int, seed: int, guidance: float = 1.0
+) -> torch.Tensor:
+    """The exact teacher sampled with `steps` uniform ancestral (reverse-SDE) steps, in float64;
+    the step noise continues the seeded generator that drew z."""
+    from sid_ray.sid.sampling import ancestral_sample, uniform_times
+
+    return _teacher_samples(
+        lambda velocity, z, g: ancestral_sample(velocity, z, uniform_times(steps), g),
+        teacher,
+        cond,
+        dim,
+        seed,
+        guidance,
+    )
+
+
+def _teacher_samples(sample, teacher, cond, dim: int, seed: int, guidance: float) -> torch.Tensor:
+    """`sample(velocity, z, generator)` on the teacher's guided velocity from seeded float64 noise."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(cond.batch_size, dim, generator=g, dtype=torch.float64)
     velocity = lambda x, t: teacher.guided_velocity(x, t, cond, guidance)  # noqa: E731
-    return euler_sample(velocity, z, uniform_times(steps)).float()
+    return sample(velocity, z, g).float()

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from sid_ray.sid.flow import x0_from_velocity
+
 
 def uniform_times(num_steps: int) -> list[float]:
     """1 = t_0 > t_1 > ... > t_N = 0, evenly spaced."""
@@ -49,7 +51,7 @@ def ancestral_sample(
     x = z
     for t, s in zip(times[:-1], times[1:], strict=True):
         t_vec = torch.full((z.shape[0],), t, device=z.device, dtype=z.dtype)
-        x0_hat = x - t * velocity(x, t_vec)
+        x0_hat = x0_from_velocity(x, t, velocity(x, t_vec))
         if s <= 0:
             return x0_hat
         alpha_ts = (1 - t) / (1 - s)

@@ -39,6 +39,20 @@ def toy_config(tmp_path, name: str, *overrides: str):
     )
 
 
+def launch_and_run_local(config, local_name: str):
+    """The same config through Ray Train workers and through one process (its outputs under
+    `local_name`, so the two runs do not share a folder): (LaunchResult, LocalResult)."""
+    import copy
+
+    from sid_ray.train.launcher import launch
+    from sid_ray.train.local import run_local
+
+    distributed = launch(config, show_progress=False)
+    single = copy.deepcopy(config)
+    single.name = local_name
+    return distributed, run_local(single, log=None, write_config=False)
+
+
 def assert_rows_match(distributed_rows, local_rows, keys, rel: float) -> None:
     """The Ray run's logged rows equal the single process's, iteration by iteration."""
     assert len(distributed_rows) == len(local_rows)

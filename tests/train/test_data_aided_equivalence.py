@@ -3,16 +3,12 @@ Ray workers; the same numbers as one process reading the same table."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
 from sid_ray.config import load_config
 from sid_ray.data.digits_shards import write_digits_shards
-from sid_ray.train.launcher import launch
-from sid_ray.train.local import run_local
-from tests.train.conftest import assert_rows_match, generator_update_difference
+from tests.train.conftest import assert_rows_match, generator_update_difference, launch_and_run_local
 
 LOSS_RTOL = 1e-4
 # fp32 summation order only, as tests/train/test_equivalence.py, but G takes 2 Adam steps here (it
@@ -54,10 +50,7 @@ def test_data_aided_two_zero3_workers_match_single_process(ray_cluster, tmp_path
             "optim.fake_lr=1e-4",
         ],
     )
-    distributed = launch(config, show_progress=False)
-    single = copy.deepcopy(config)
-    single.name = "sida-equiv-local"
-    local = run_local(single, log=None, write_config=False)
+    distributed, local = launch_and_run_local(config, "sida-equiv-local")
 
     assert [r["iteration"] for r in distributed.rows] == [1, 2, 3]
     keys = ("loss/fake", "loss/discriminator", "loss/generator", "loss/generator_gan")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
-from sid_ray.train.launcher import launch
-from sid_ray.train.local import run_local
-from tests.train.conftest import assert_rows_match, generator_update_difference, toy_config
+from tests.train.conftest import (
+    assert_rows_match,
+    generator_update_difference,
+    launch_and_run_local,
+    toy_config,
+)
 
 # fp32 everywhere; the two runs differ only in summation order (gloo all-reduce of gradients
 # over 2 ranks vs accumulation in one process) and ZeRO-3's flat fp32 partitions, i.e. float32
@@ -35,11 +36,7 @@ def test_two_zero3_workers_match_single_process(ray_cluster, tmp_path, schedule)
         f"optim.lr_schedule={schedule}",
         "optim.final_lr_fraction=0.02",
     )
-    distributed = launch(config, show_progress=False)
-
-    single = copy.deepcopy(config)
-    single.name = "equiv-local"
-    local = run_local(single, log=None, write_config=False)
+    distributed, local = launch_and_run_local(config, "equiv-local")
 
     assert [r["iteration"] for r in distributed.rows] == [1, 2, 3]
     assert_rows_match(distributed.rows, local.history, ("loss/fake", "loss/generator"), LOSS_RTOL)

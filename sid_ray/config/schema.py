@@ -68,9 +68,21 @@ class ModelConfig:
     )
     resolution: int = option(512, "image resolution in pixels (DiT teachers)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
+    checkpoint_policy: Literal["all", "frozen"] = option(
+        "all",
+        "with gradient_checkpointing: all = every network's blocks; frozen = only passes whose weights "
+        "take no gradient (T, and F inside G's update): the trained network keeps its activations, "
+        "2 of the 4 recomputed forwards per iteration saved for one network's activation memory",
+    )
     lora: LoraConfig = section(LoraConfig, "LoRA and shared-base settings")
     flux_guidance: FluxGuidanceConfig = section(
         FluxGuidanceConfig, "FLUX.1-dev: guidance embedding or two-pass CFG per role (SID.md 5)"
+    )
+    init: Literal["pretrained", "random"] = option(
+        "pretrained",
+        "pretrained: load model.path; random: the released architecture with random weights built "
+        "on the worker's device, and tiny text encoders / VAE with the real output widths (benchmarks "
+        "and full-size tests without a download)",
     )
     toy_fit_steps: int = option(
         3000, "toy teachers only: Adam steps fitting the MLP copies of F and G to the exact velocity"
@@ -234,6 +246,21 @@ class TrainConfig:
     )
     max_failures: int = option(3, "worker-group failures the run recovers from (from its last checkpoint)")
     keep_checkpoints: int = option(2, "checkpoints kept in storage (the newest ones); 0 = all")
+    attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = option(
+        "auto",
+        "scaled-dot-product attention kernel on GPUs: auto = flash, then memory-efficient, then math "
+        "(cuDNN's backward fails inside full-size DiTs on torch 2.11); on CPU torch picks",
+    )
+    export_pipeline: bool = option(
+        True,
+        "write a stock diffusers pipeline folder of G (export/pipeline) in the run's last checkpoint; "
+        "false keeps only export/generator.safetensors (e.g. benchmarks: 24 GB at FLUX size)",
+    )
+    generator_in_checkpoints: Literal["auto", "always", "never"] = option(
+        "auto",
+        "write the consolidated generator (export/generator.safetensors) into every checkpoint: "
+        "auto = when it is under 2 GiB (LoRA weights, toys); the final checkpoint always has it",
+    )
 
     def validate(self, path: str) -> None:
         per_step = self.micro_batch_size * self.num_workers

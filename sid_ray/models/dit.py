@@ -28,14 +28,16 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
-from sid_ray.models.export import write_pipeline_folder
+from sid_ray.models.export import Gather, StreamedTransformer, no_gather, write_pipeline_folder
 from sid_ray.models.loading import load_components, read_part_config, resolve_folder, torch_dtype
-from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora, export_lora, merged_transformer
+from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora, export_lora, merged_state_tensors
+from sid_ray.models.random_weights import random_transformer
 from sid_ray.models.registry import register
 
 ROLES = ("teacher", "fake", "generator")
@@ -52,6 +54,14 @@ def fp32_timestep(t: torch.Tensor | float, batch: int, scale: float) -> torch.Te
     return (scale * t).expand(batch) if t.ndim == 0 else scale * t
 
 
+def checkpoint_unless_trained(block: nn.Module, *args, **kwargs):
+    """A `gradient_checkpointing_func` for one network's own module: recompute the block in the
+    backward only when none of its weights takes a gradient now (a frozen teacher or F)."""
+    if any(p.requires_grad for p in block.parameters()):
+        return block(*args, **kwargs)
+    return checkpoint(block, *args, use_reentrant=False, **kwargs)
+
+
 def vae_scale_factor_of(vae_config: Mapping[str, Any]) -> int | None:
     """Pixels per latent pixel from a VAE config (None if the config names no stages)."""
     # AutoencoderDC (SANA's DC-AE) names its stages per side; AutoencoderKL has one list
@@ -66,8 +76,8 @@ class Variant:
     name: str
     #: hub id used when model.path is empty ("" = model.path is required)
     default_path: str
-    #: the released transformer's architecture, for random-weight models of the real size
-    #: (benchmarks, meta-device tests); None for the tiny test model
+    #: the transformer's architecture, for random-weight models (`model.init=random`: benchmarks,
+    #: meta-device tests); the released one, or the tiny test model's
     transformer_config: dict[str, Any] | None = field(default=None, hash=False)
 
 
@@ -98,6 +108,8 @@ class DiTAdapter(TeacherAdapter):
     default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     #: hub id or folder used when `model.path` is empty
     default_path: ClassVar[str] = ""
+    #: the diffusers transformer class (`model.init=random` builds it from its released config)
+    transformer_class: ClassVar[type | None] = None
     #: the stock diffusers pipeline class of the family (export, LoRA saving, prompt encoding)
     pipeline_class: ClassVar[type | None] = None
     #: extra arguments the export README passes to the pipeline call (e.g. guidance_scale=1.0
@@ -120,6 +132,8 @@ class DiTAdapter(TeacherAdapter):
         self.sid = sid or SiDConfig()
         self.dtype = torch_dtype(config.dtype)
         self._text_pipeline = None
+        if components is None and config.init == "random":
+            components = self.random_components()
         if components is None:
             path = config.path or self.default_path
             if not path:
@@ -191,6 +205,28 @@ class DiTAdapter(TeacherAdapter):
                 f"{factor} x latent patch {multiple // factor}), got {self.config.resolution}"
             )
 
+    def released_transformer_config(self) -> dict[str, Any] | None:
+        """The released transformer's architecture (`model.init=random` builds it); None if unknown."""
+        return None
+
+    def random_parts(self, transformer_config: Mapping[str, Any]) -> dict[str, Any]:
+        """Tiny text encoders, tokenizers, VAE and the scheduler whose output widths match
+        `transformer_config` (`model.init=random`; see sid_ray.models.random_weights)."""
+        raise ConfigError(f"model.init: random weights are not available for {self.config.name}")
+
+    def random_components(self) -> dict[str, Any]:
+        """`model.init=random`: the released transformer with random weights, on torch's default
+        device in the run's dtype, and the family's tiny parts beside it."""
+        transformer_config = self.released_transformer_config()
+        if transformer_config is None or self.transformer_class is None:
+            raise ConfigError(f"model.init: {self.config.name} has no released architecture to build")
+        parts = self.random_parts(transformer_config)  # first: a family without them fails at once
+        transformer = random_transformer(self.transformer_class, transformer_config, self.dtype)
+        for part in parts.values():
+            if isinstance(part, nn.Module):
+                part.to(transformer.device).eval()
+        return {"transformer": transformer, **parts}
+
     # --- TeacherAdapter ---------------------------------------------------------------------
     @property
     def teacher(self) -> FlowModel:
@@ -254,14 +290,21 @@ class DiTAdapter(TeacherAdapter):
 
         In shared_base mode the checkpoint function re-activates, at recompute time, the adapter
         that was active in the forward (otherwise F's blocks would be recomputed with G's adapter).
+        `model.checkpoint_policy` "frozen" checkpoints only the passes whose weights take no
+        gradient (T, and F inside G's update), where recomputing costs a forward but the three
+        networks' activations would otherwise be held at once.
         """
+        frozen_only = self.config.checkpoint_policy == "frozen"
         modules = [self.transformer] + [m.transformer for m in models if isinstance(m, TransformerVelocity)]
         modules += [m.base for m in models if isinstance(m, LoraView)]
         for module in {id(m): m for m in modules}.values():
             if not enabled:
                 module.disable_gradient_checkpointing()
             elif self.shared_base is not None and module is self.transformer:
+                self.shared_base.checkpoint_frozen_only = frozen_only
                 module.enable_gradient_checkpointing(self.shared_base.checkpoint_function)
+            elif frozen_only:
+                module.enable_gradient_checkpointing(checkpoint_unless_trained)
             else:
                 module.enable_gradient_checkpointing()
 
@@ -314,21 +357,52 @@ class DiTAdapter(TeacherAdapter):
         return self.pack_latents(z)
 
     # --- export -------------------------------------------------------------------------------
-    def export_transformer(self, generator: FlowModel) -> nn.Module:
-        """G as a plain transformer of the teacher's class (LoRA fused in for the LoRA modes)."""
+    def generator_weights(self, generator: FlowModel) -> tuple[nn.Module, str | None]:
+        """(the module holding G's weights, the LoRA adapter to merge or None for a full copy).
+
+        In lora mode the module is G's own copy, in shared_base mode the shared base (whose other
+        adapter is F's): never the teacher's module, which a Ray worker holds ZeRO-3 partitioned.
+        """
         if isinstance(generator, LoraView):
-            return merged_transformer(generator)
+            return generator.base, generator.adapter
         if isinstance(generator, TransformerVelocity):
-            return generator.transformer
+            return generator.transformer, None
         raise TypeError(f"cannot export a {type(generator).__name__}; expected an F/G copy of this adapter")
 
-    def export(self, generator: FlowModel, folder: str | Path, num_steps: int) -> Path:
-        """A stock pipeline folder sampling G's K-step roll-out (see `sid_ray.models.export`)."""
-        components = {k: v for k, v in self.components.items() if k != "transformer"}
-        components["transformer"] = self.export_transformer(generator)
+    def export_transformer(self, generator: FlowModel, gather: Gather = no_gather) -> StreamedTransformer:
+        """G as a transformer of the teacher's class, streamed from G's tensors in memory (LoRA
+        merged layer by layer): no copy of the transformer, no second module. Families override
+        where G's saved form differs from the teacher's (FLUX folds its guidance embedding)."""
+        module, adapter = self.generator_weights(generator)
+        return StreamedTransformer(
+            type(self.transformer).__name__,
+            dict(self.transformer.config),
+            merged_state_tensors(module, adapter, gather),
+        )
+
+    def export(
+        self,
+        generator: FlowModel,
+        folder: str | Path,
+        num_steps: int,
+        gather: Gather = no_gather,
+        write: bool = True,
+    ) -> Path:
+        """A stock pipeline folder sampling G's K-step roll-out (see `sid_ray.models.export`).
+
+        A ZeRO-3 partitioned G is exported by all ranks together (sid_ray.train.checkpoint):
+        `gather` gathers its parameters, and the ranks with `write=False` only take part in the
+        gathers (they iterate the same stream and write nothing).
+        """
+        transformer = self.export_transformer(generator, gather)
+        if not write:
+            for _ in transformer.tensors:
+                pass
+            return Path(folder)
         return write_pipeline_folder(
             self.pipeline_class,
-            components,
+            {k: v for k, v in self.components.items() if k != "transformer"},
+            transformer,
             folder,
             num_steps,
             teacher=self.config.name,
@@ -368,6 +442,9 @@ class VariantDiTAdapter(DiTAdapter):
         self.name = self.variant.name
         self.default_path = self.variant.default_path
         super().__init__(config, components, sid)
+
+    def released_transformer_config(self) -> dict[str, Any] | None:
+        return self.variant.transformer_config
 
     @classmethod
     def variant_of(cls, name: str) -> Variant:

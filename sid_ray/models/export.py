@@ -25,18 +25,60 @@ says where it comes from (`DiTAdapter.step_noise_source`) and the README tells u
 - "call": SanaPipeline hands the call's `generator` to `scheduler.step`, so the initial latents and
   then every step's fresh noise come from that generator, in this order (`sid_sample` with one
   generator that first drew z does the same).
+
+The transformer is never built for the export: G's weights are streamed, one tensor at a time,
+from the modules already in memory (`StreamedTransformer`; LoRA merged per layer by
+`sid_ray.models.lora.merged_state_tensors`, FLUX's guidance folded by its adapter) into
+safetensors shards in diffusers' naming, so a 12 B-parameter generator costs about one shard of
+CPU memory to write, not a second copy of the model. A ZeRO-3 partitioned generator is streamed
+the same way, each submodule's parameters gathered only while they are read (`Gather`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import save_file
+from torch import nn
 
 from sid_ray.sid.rollout import rollout_times
+
+#: the most bytes of tensors in one safetensors shard of an exported transformer (diffusers' own
+#: default is 10 GB; 5 GB bounds the CPU memory the export holds at once); tests lower it
+SHARD_MAX_BYTES = 5 * 1024**3
+
+#: opens a context in which the given parameters hold their full values; `no_gather` for plain
+#: modules, a DeepSpeed ZeRO-3 gather in sid_ray.train.checkpoint (the models layer never imports
+#: deepspeed). Every rank of a partitioned module must enter the same contexts in the same order.
+Gather = Callable[[list[nn.Parameter]], contextlib.AbstractContextManager]
+
+
+def no_gather(params: list[nn.Parameter]) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class StreamedTransformer:
+    """G as a transformer of the teacher's class, described instead of built.
+
+    `tensors` yields (key, tensor) in the class's own state-dict naming, lazily: a tensor may be
+    a view of a parameter gathered only until the next one is requested, so keep a copy.
+    """
+
+    class_name: str
+    config: Mapping[str, Any]
+    tensors: Iterable[tuple[str, torch.Tensor]]
 
 
 def rollout_scheduler(num_steps: int) -> FlowMatchEulerDiscreteScheduler:
@@ -97,18 +139,20 @@ SEEDING: dict[str, tuple[str, str]] = {
 def write_pipeline_folder(
     pipeline_class: type,
     components: dict[str, Any],
+    transformer: StreamedTransformer,
     folder: str | Path,
     num_steps: int,
     teacher: str = "",
     call_hint: str = "",
     step_noise_source: str = "global",
 ) -> Path:
-    """Save `pipeline_class(**components)` with the roll-out scheduler and a usage README.
+    """Save a `pipeline_class` folder: G's streamed transformer, the roll-out scheduler, the other
+    `components` (vae, text encoders, tokenizers) and a usage README.
 
-    `components` are the pipeline's modules (transformer = the generator as the family's plain
-    transformer class, vae, text encoders, tokenizers); any "scheduler" entry is replaced.
-    `call_hint` holds extra call arguments for the README; `step_noise_source` ("global" or
-    "call") says how the pipeline seeds its per-step noise (see the module docstring).
+    Any "transformer" or "scheduler" entry of `components` is replaced. `call_hint` holds extra
+    call arguments for the README; `step_noise_source` ("global" or "call") says how the pipeline
+    seeds its per-step noise (see the module docstring). The transformer is written first: it is
+    the part a ZeRO-3 export gathers collectively, so the other ranks wait the least.
     """
     if step_noise_source not in SEEDING:
         raise ValueError(f"step_noise_source must be one of {list(SEEDING)}, got {step_noise_source!r}")
@@ -117,8 +161,12 @@ def write_pipeline_folder(
     check_rollout_schedule(
         scheduler, num_steps
     )  # only set_timesteps state changes; the config saved is as built
-    pipe = pipeline_class(**{**components, "scheduler": scheduler})
-    pipe.save_pretrained(folder, safe_serialization=True)
+    write_transformer(transformer, folder / "transformer")
+    pipe = pipeline_class(**{**components, "transformer": None, "scheduler": scheduler})
+    # save_pretrained warns that transformer=None "cannot be saved": it was written above
+    with _logger_level("diffusers.pipelines.pipeline_utils", logging.ERROR):
+        pipe.save_pretrained(folder, safe_serialization=True)
+    _name_component(folder, "transformer", transformer.class_name)
     seeding, seed_argument = SEEDING[step_noise_source]
     name = pipeline_class.__name__
     readme = USAGE.format(
@@ -130,3 +178,98 @@ def write_pipeline_folder(
     )
     (folder / "README.md").write_text(readme)
     return folder
+
+
+def write_transformer(transformer: StreamedTransformer, folder: str | Path) -> Path:
+    """A model folder `transformer.class_name.from_pretrained(folder)` loads: config.json and the
+    safetensors weights, named as diffusers' `ModelMixin.save_pretrained` names them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_model_config(transformer.class_name, transformer.config, folder)
+    write_weights(transformer.tensors, folder)
+    return folder
+
+
+# config keys diffusers adds on loading (the teacher's folder) or never saves
+_UNSAVED_CONFIG_KEYS = (
+    "_class_name",
+    "_diffusers_version",
+    "_name_or_path",
+    "_ignore_files",
+    "_use_default_values",
+    "_pre_quantization_dtype",
+)
+
+
+def write_model_config(class_name: str, config: Mapping[str, Any], folder: Path) -> None:
+    """config.json as diffusers' `ConfigMixin.save_config` writes it, without building the model."""
+    body = {k: v for k, v in config.items() if k not in _UNSAVED_CONFIG_KEYS}
+    body |= {"_class_name": class_name, "_diffusers_version": diffusers.__version__}
+    (folder / "config.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
+def write_weights(tensors: Iterable[tuple[str, torch.Tensor]], folder: Path) -> None:
+    """One `diffusion_pytorch_model.safetensors`, or shards of at most `SHARD_MAX_BYTES` named
+    `diffusion_pytorch_model-0000i-of-0000N.safetensors` with their index, as diffusers writes them.
+
+    The shards are cut greedily while streaming (one shard of CPU copies in memory at a time), so
+    their count is known at the end: they are written under temporary names and renamed.
+    """
+    stem = SAFETENSORS_WEIGHTS_NAME.removesuffix(".safetensors")
+    for old in folder.glob(f"{stem}*.safetensors*"):  # a previous export's shards or index
+        old.unlink()
+    written = [
+        _save_shard(shard, folder / f"{stem}.safetensors.part{i}") for i, shard in enumerate(_shards(tensors))
+    ]
+    if len(written) == 1:
+        written[0][0].rename(folder / SAFETENSORS_WEIGHTS_NAME)
+        return
+    weight_map, total = {}, 0
+    for i, (path, keys, nbytes) in enumerate(written, start=1):
+        name = f"{stem}-{i:05d}-of-{len(written):05d}.safetensors"
+        path.rename(folder / name)
+        weight_map |= dict.fromkeys(keys, name)
+        total += nbytes
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / SAFE_WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def _shards(tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+    """CPU copies of `tensors` in groups of at most `SHARD_MAX_BYTES` (a larger tensor alone)."""
+    shard: dict[str, torch.Tensor] = {}
+    size = 0
+    for key, tensor in tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        if shard and size + nbytes > SHARD_MAX_BYTES:
+            yield shard
+            shard, size = {}, 0
+        # a copy: the streamed tensor may be a gathered view released at the next step
+        shard[key] = tensor.detach().to("cpu", copy=True).contiguous()
+        size += nbytes
+    if shard:
+        yield shard
+
+
+def _save_shard(shard: dict[str, torch.Tensor], path: Path) -> tuple[Path, list[str], int]:
+    save_file(shard, path, metadata={"format": "pt"})
+    return path, list(shard), sum(t.numel() * t.element_size() for t in shard.values())
+
+
+def _name_component(folder: Path, name: str, class_name: str) -> None:
+    """Record `name` in model_index.json as the diffusers class `class_name` (a pipeline saved
+    with that component None records [null, null], which `from_pretrained` would not load)."""
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index[name] = ["diffusers", class_name]
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def _logger_level(name: str, level: int) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from diffusers import FluxPipeline, FluxTransformer2DModel
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from torch import nn
 
 from sid_ray.config.schema import ConfigError, FluxGuidanceConfig, ModelConfig, SiDConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.models.dit import DiTAdapter, TransformerVelocity
+from sid_ray.models.export import Gather, StreamedTransformer, no_gather
+from sid_ray.models.lora import merged_state_tensors
 from sid_ray.models.registry import register
 from sid_ray.models.sampling import scheduler_schedule
 from sid_ray.sid.guidance import Conditioning, classifier_free_guidance
@@ -165,6 +168,7 @@ class FluxAdapter(DiTAdapter):
     default_lora_targets = FLUX_LORA_TARGETS
     default_path = "black-forest-labs/FLUX.1-dev"
     pipeline_class = FluxPipeline
+    transformer_class = FluxTransformer2DModel
     transformer_config: ClassVar[dict[str, Any]] = FLUX_DEV_TRANSFORMER_CONFIG
 
     def __init__(
@@ -182,6 +186,41 @@ class FluxAdapter(DiTAdapter):
         super().__init__(config, components, sid)
         # the pipeline's default 512, capped by the tokenizer (tiny tokenizers are shorter)
         self.max_sequence_length = min(max_sequence_length, self.components["tokenizer_2"].model_max_length)
+
+    def released_transformer_config(self) -> dict[str, Any]:
+        return self.transformer_config
+
+    def random_parts(self, transformer_config: Mapping[str, Any]) -> dict[str, Any]:
+        """CLIP as wide as the pooled projection, T5 as wide as the joint attention, 512 T5 tokens
+        (FluxPipeline's default), a 16-channel 8x VAE for the 64 = 16 x 2 x 2 packed channels."""
+        from sid_ray.models.tiny.common import (
+            clip_tokenizer,
+            t5_tokenizer,
+            tiny_clip_text_model,
+            tiny_kl_vae,
+            tiny_t5_encoder,
+        )
+        from sid_ray.models.tiny.flux import FLUX_SCHEDULER_CONFIG
+
+        tokenizer_2 = t5_tokenizer(model_max_length=512)
+        clip_width, t5_width = (
+            transformer_config["pooled_projection_dim"],
+            transformer_config["joint_attention_dim"],
+        )
+        return {
+            "scheduler": FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER_CONFIG),
+            "vae": tiny_kl_vae(
+                transformer_config["in_channels"] // 4, FLUX_VAE_SCALING_FACTOR, FLUX_VAE_SHIFT_FACTOR
+            ),
+            "text_encoder": tiny_clip_text_model(
+                hidden_size=clip_width, projection_dim=clip_width, num_hidden_layers=1
+            ),
+            "tokenizer": clip_tokenizer(),
+            "text_encoder_2": tiny_t5_encoder(
+                vocab_size=len(tokenizer_2), d_model=t5_width, num_layers=1, d_kv=64
+            ),
+            "tokenizer_2": tokenizer_2,
+        }
 
     @property
     def generator_guidance(self) -> float:
@@ -244,7 +283,7 @@ class FluxAdapter(DiTAdapter):
         res = self.config.resolution
         return FluxPipeline._unpack_latents(x, res, res, self.vae_scale_factor)
 
-    def export_transformer(self, generator: FlowModel) -> nn.Module:
+    def export_transformer(self, generator: FlowModel, gather: Gather = no_gather) -> StreamedTransformer:
         if not self.sid_given and self.transformer.config.guidance_embeds:
             warnings.warn(
                 f"exporting G with guidance embedding {self.generator_guidance:g}, SiDConfig's default: "
@@ -252,30 +291,70 @@ class FluxAdapter(DiTAdapter):
                 "not read; build it with build_adapter(run_config)",
                 stacklevel=2,
             )
-        return fold_guidance_embedding(super().export_transformer(generator), self.generator_guidance)
+        module, adapter = self.generator_weights(generator)
+        streamed = super().export_transformer(generator, gather)
+        return fold_guidance_embedding(streamed, module, adapter, self.generator_guidance, gather)
 
 
-def fold_guidance_embedding(transformer: FluxTransformer2DModel, value: float) -> FluxTransformer2DModel:
+GUIDANCE_EMBEDDER = "time_text_embed.guidance_embedder"
+TIMESTEP_EMBEDDER_BIAS = "time_text_embed.timestep_embedder.linear_2.bias"
+
+
+def fold_guidance_embedding(
+    streamed: StreamedTransformer,
+    transformer: nn.Module,
+    adapter: str | None,
+    value: float,
+    gather: Gather = no_gather,
+) -> StreamedTransformer:
     """The same network at a fixed guidance embedding `value`, without a guidance input.
 
-    FLUX adds guidance_embedder(g) to the timestep embedding (CombinedTimestepGuidanceTextProj-
-    Embeddings); at fixed g that is a constant vector, folded here into the bias of the timestep
-    embedder's last layer. The new model shares every other tensor with `transformer`.
+    FLUX adds guidance_embedder(time_proj(1000 g)) to the timestep embedding (CombinedTimestep-
+    GuidanceTextProjEmbeddings); at fixed g that is a constant vector. It is computed once, now,
+    from `transformer` (the module `streamed` reads, `adapter` merged), then added to the bias of
+    the timestep embedder's last layer as the stream passes it; the guidance embedder's tensors
+    are dropped and the config says `guidance_embeds: False`.
     """
-    if not transformer.config.guidance_embeds:
-        return transformer
+    if not streamed.config.get("guidance_embeds"):
+        return streamed
+    constant = guidance_vector(transformer, adapter, value, gather)
+    config = {**streamed.config, "guidance_embeds": False}
+    return replace(streamed, config=config, tensors=_folded(streamed.tensors, constant))
+
+
+def _folded(
+    tensors: Iterable[tuple[str, torch.Tensor]], constant: torch.Tensor
+) -> Iterator[tuple[str, torch.Tensor]]:
+    for key, tensor in tensors:
+        if key.startswith(f"{GUIDANCE_EMBEDDER}."):
+            continue
+        yield key, (tensor + constant.to(tensor.device)) if key == TIMESTEP_EMBEDDER_BIAS else tensor
+
+
+@torch.no_grad()
+def guidance_vector(
+    transformer: nn.Module, adapter: str | None, value: float, gather: Gather = no_gather
+) -> torch.Tensor:
+    """guidance_embedder(time_proj(1000 g)) at g = `value`, as FluxTransformer2DModel's forward
+    computes it (in the weights' dtype), from the embedder's merged and gathered tensors.
+
+    No module is called through `__call__`: on a ZeRO-3 partitioned G, DeepSpeed's module hooks
+    would fetch and release parameters behind the gather (`_hookless` runs the parameter-free
+    ones; the two linear layers run on the streamed tensors).
+    """
     embed = transformer.time_text_embed
-    param = next(transformer.parameters())
-    with torch.no_grad():
-        g = torch.full((1,), float(value), device=param.device, dtype=param.dtype) * 1000
-        constant = embed.guidance_embedder(embed.time_proj(g).to(param.dtype))[0]
-        state = {k: v for k, v in transformer.state_dict().items() if ".guidance_embedder." not in f".{k}"}
-        bias_key = "time_text_embed.timestep_embedder.linear_2.bias"
-        state[bias_key] = state[bias_key] + constant
-    with torch.device("meta"):
-        folded = FluxTransformer2DModel.from_config({**transformer.config, "guidance_embeds": False})
-    folded.load_state_dict(state, strict=True, assign=True)
-    return folded.eval().requires_grad_(False)
+    embedder = embed.guidance_embedder
+    weights = {key: tensor.clone() for key, tensor in merged_state_tensors(embedder, adapter, gather)}
+    weight_1 = weights["linear_1.weight"]
+    g = torch.full((1,), float(value), device=weight_1.device, dtype=weight_1.dtype) * 1000
+    hidden = F.linear(_hookless(embed.time_proj, g).to(weight_1.dtype), weight_1, weights["linear_1.bias"])
+    hidden = _hookless(embedder.act, hidden)
+    return F.linear(hidden, weights["linear_2.weight"], weights["linear_2.bias"])[0]
+
+
+def _hookless(module: nn.Module, *args):
+    """`module`'s own forward, without its hooks (for modules without parameters or children)."""
+    return type(module).forward(module, *args)
 
 
 class TinyFluxAdapter(FluxAdapter):
@@ -285,11 +364,16 @@ class TinyFluxAdapter(FluxAdapter):
     default_path = ""
 
     def __init__(self, config: ModelConfig, components: dict[str, Any] | None = None, **kwargs):
-        if components is None and not config.path:
+        if components is None and not config.path and config.init == "pretrained":
             from sid_ray.models.tiny.flux import build_tiny_flux
 
             config.path = str(build_tiny_flux(tempfile.mkdtemp(prefix="sid-flux-tiny-")))
         super().__init__(config, components, **kwargs)
+
+    def released_transformer_config(self) -> dict[str, Any]:
+        from sid_ray.models.tiny.flux import TINY_FLUX_TRANSFORMER_CONFIG
+
+        return TINY_FLUX_TRANSFORMER_CONFIG
 
 
 register("flux-dev", FluxAdapter)

@@ -13,16 +13,17 @@ its own adapter's LoRA parameters (so optimisers, gradient sanitiser hooks and
 Two peft behaviours we work around, both because T, F and G share one module:
 - peft's `set_adapter` / `enable_adapters` also flip `requires_grad` (activating an adapter makes
   it trainable). Here `requires_grad` belongs to the training loop (F is frozen while G steps),
-  so `adapter_scope` restores the flags it found.
+  so adapters are switched by setting only what the layers' forward reads (`_set_state`), and
+  only when the state differs.
 - activation checkpointing recomputes blocks in the backward pass, when another view's adapter
-  may be active; `SharedLoraBase.checkpoint_function` re-activates the forward-time adapter.
+  may be active; `SharedLoraBase.checkpoint_function` re-activates the forward-time adapter on
+  the recomputed block's own layers.
 LoRA B starts at zero (peft's default), so F and G start as exact copies of T (SID.md 2).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from sid_ray.config.schema import ConfigError, LoraConfig
 from sid_ray.models.base import FlowModel
+from sid_ray.models.export import Gather, no_gather
 
 SHARED_ADAPTERS = ("fake", "generator")
 
@@ -71,32 +73,45 @@ def add_lora(transformer: nn.Module, config: LoraConfig, targets: Sequence[str],
     return params
 
 
+AdapterState = tuple[bool, list[str]]  # (adapters disabled, active adapter names)
+
+
+def adapter_state(layer: BaseTunerLayer) -> AdapterState:
+    return layer.disable_adapters, list(layer.active_adapters)
+
+
 @contextlib.contextmanager
 def adapter_scope(layers: Sequence[BaseTunerLayer], adapter: str | None) -> Iterator[None]:
-    """Run with only `adapter` active (None: adapters disabled), restoring state and requires_grad."""
+    """Run with only `adapter` active (None: adapters disabled) on `layers`, then restore.
+
+    Switches nothing when the layers are already in that state (layers are always switched
+    together, so the first one speaks for all)."""
     if not layers:
         yield
         return
-    state = (layers[0].disable_adapters, list(layers[0].active_adapters))
-    flags = [(p, p.requires_grad) for layer in layers for p in layer.parameters()]
-    _set_state(layers, adapter is None, [adapter] if adapter else state[1])
-    for p, flag in flags:
-        p.requires_grad_(flag)
+    found = adapter_state(layers[0])
+    wanted = (adapter is None, [adapter] if adapter else found[1])
+    if wanted == found:
+        yield
+        return
+    _set_state(layers, *wanted)
     try:
         yield
     finally:
-        _set_state(layers, *state)
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        _set_state(layers, *found)
 
 
 def _set_state(layers: Sequence[BaseTunerLayer], disabled: bool, active: list[str]) -> None:
+    """Set what a peft layer's forward reads (`disable_adapters`, `active_adapters`) and nothing else.
+
+    peft's own `enable_adapters` / `set_adapter` also rewrite `requires_grad` of every adapter
+    weight (activating makes trainable). Here `requires_grad` belongs to the training loop (F is
+    frozen while G steps), and rewriting then restoring ~2,500 flags over FLUX's 419 LoRA layers
+    cost 50-70 ms of CPU per switch, hundreds of times per iteration, with the GPU idle.
+    """
     for layer in layers:
-        if disabled:
-            layer.enable_adapters(False)
-        else:
-            layer.enable_adapters(True)
-            layer.set_adapter(active)
+        layer._disable_adapters = disabled
+        layer._active_adapter = list(active)
 
 
 class LoraView(FlowModel):
@@ -146,6 +161,9 @@ class SharedLoraBase:
         for name, p in transformer.named_parameters():
             p.requires_grad_(name in trainable)
         self.layers = tuner_layers(transformer)
+        self._layers_of_block: dict[int, list[BaseTunerLayer]] = {}  # id(block) -> its LoRA layers
+        # model.checkpoint_policy "frozen": checkpoint only passes whose adapter takes no gradient
+        self.checkpoint_frozen_only = False
         _set_state(self.layers, True, [SHARED_ADAPTERS[0]])  # the plain base unless a view says otherwise
         for name, p in transformer.named_parameters():
             p.requires_grad_(name in trainable)
@@ -161,15 +179,37 @@ class SharedLoraBase:
             return None
         return self.layers[0].active_adapters[0]
 
-    def checkpoint_function(self, function, *args, **kwargs):
-        """diffusers' `gradient_checkpointing_func`: non-reentrant checkpoint, adapter pinned."""
+    def checkpoint_function(self, block, *args, **kwargs):
+        """diffusers' `gradient_checkpointing_func`: non-reentrant checkpoint of one block.
+
+        The backward recomputes the block when another view's adapter may be active (F's blocks
+        during G's update), so the recompute pins the adapter the forward ran with, on this block's
+        own LoRA layers only; in the forward itself the state already matches and nothing switches.
+        """
         adapter = self.current_state()
+        layers = self._block_layers(block)
+        if self.checkpoint_frozen_only and adapter is not None and _trains(layers, adapter):
+            return block(*args, **kwargs)  # the trained network keeps its activations
 
         def run(*inner_args, **inner_kwargs):
-            with adapter_scope(self.layers, adapter):
-                return function(*inner_args, **inner_kwargs)
+            with adapter_scope(layers, adapter):
+                return block(*inner_args, **inner_kwargs)
 
         return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+    def _block_layers(self, block) -> list[BaseTunerLayer]:
+        if not isinstance(block, nn.Module):  # a plain function: it may run any layer
+            return self.layers
+        key = id(block)
+        if key not in self._layers_of_block:
+            self._layers_of_block[key] = tuner_layers(block)
+        return self._layers_of_block[key]
+
+
+def _trains(layers: Sequence[BaseTunerLayer], adapter: str) -> bool:
+    """Whether `adapter`'s weights in `layers` take a gradient now (an adapter is frozen or
+    trained as a whole, so its first layer speaks for all)."""
+    return bool(layers) and layers[0].lora_A[adapter].weight.requires_grad
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -213,14 +253,80 @@ def _targets(view: LoraView) -> list[str]:
 
 
 def merged_transformer(view: LoraView) -> nn.Module:
-    """A plain copy of the base with `view`'s adapter fused in and every LoRA layer removed.
+    """A plain copy of the base with `view`'s adapter merged in and no LoRA layer, for sampling.
 
-    Uses diffusers' `fuse_lora` (peft's merge) and `unload_lora`; the result has the teacher's
-    architecture and key names, so it saves as a stock pipeline's transformer.
+    Built from `merged_state_tensors` (what the export writes): the teacher's class on the meta
+    device, given cloned tensors. The export itself never builds it.
     """
-    base = copy.deepcopy(view.base)
-    base.fuse_lora(adapter_names=[view.adapter])
-    base.unload_lora()
-    if tuner_layers(base):
-        raise RuntimeError("LoRA layers remained after unload_lora()")
-    return base.requires_grad_(False)
+    base = view.base
+    with torch.device("meta"):
+        merged = type(base).from_config(base.config)
+    state = {key: tensor.clone() for key, tensor in merged_state_tensors(base, view.adapter)}
+    merged.load_state_dict(state, strict=True, assign=True)
+    _copy_unsaved_buffers(base, merged)
+    return merged.eval().requires_grad_(False)
+
+
+def _copy_unsaved_buffers(source: nn.Module, target: nn.Module) -> None:
+    """Non-persistent buffers (no state-dict entry, so still on the meta device) from `source`."""
+    for name, buffer in target.named_buffers():
+        if buffer.is_meta:
+            owner, _, attribute = name.rpartition(".")
+            target.get_submodule(owner).register_buffer(
+                attribute, source.get_buffer(name).clone(), persistent=False
+            )
+
+
+def merged_state_tensors(
+    module: nn.Module, adapter: str | None, gather: Gather = no_gather, prefix: str = ""
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """`module`'s state dict as the un-adapted class names it, `adapter` merged in, lazily.
+
+    Each LoRA layer gives its base layer's tensors under the plain names (no ".base_layer."), the
+    weight being base + the adapter's delta; `lora_*` tensors and the other adapters of a shared
+    base are left out. Without LoRA layers this is the module's own state dict. One module's
+    parameters at a time are gathered (`gather`); a yielded tensor may be a view that is only
+    valid until the next one is requested.
+    """
+    if isinstance(module, BaseTunerLayer):
+        with gather(list(module.parameters())):
+            yield from _merged_layer_tensors(module, adapter, prefix)
+        return
+    with gather(list(module.parameters(recurse=False))):
+        yield from _own_tensors(module, prefix)
+    for name, child in module.named_children():
+        yield from merged_state_tensors(child, adapter, gather, f"{prefix}{name}.")
+
+
+def _own_tensors(module: nn.Module, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """The state-dict entries `module` holds itself (parameters, then persistent buffers)."""
+    for name, param in module.named_parameters(recurse=False):
+        yield prefix + name, param.detach()
+    for name, buffer in module.named_buffers(recurse=False):
+        if name not in module._non_persistent_buffers_set:
+            yield prefix + name, buffer.detach()
+
+
+def _merged_layer_tensors(
+    layer: BaseTunerLayer, adapter: str | None, prefix: str
+) -> Iterator[tuple[str, torch.Tensor]]:
+    base_layer = layer.get_base_layer()
+    for key, tensor in merged_state_tensors(base_layer, None, no_gather, prefix):
+        if key == f"{prefix}weight":
+            tensor = _merged_weight(layer, tensor, adapter)
+        yield key, tensor
+
+
+@torch.no_grad()
+def _merged_weight(layer: BaseTunerLayer, weight: torch.Tensor, adapter: str | None) -> torch.Tensor:
+    """weight + peft's delta of `adapter` (alpha / r scaling included), summed in fp32."""
+    if layer.merged:  # the base weight would already hold their deltas
+        raise RuntimeError(
+            f"{type(layer).__name__}: adapters {layer.merged_adapters} are merged into the base"
+        )
+    if adapter is None or adapter not in layer.lora_A:
+        return weight
+    if adapter in layer.lora_variant or layer.lora_bias.get(adapter):  # DoRA & co merge differently
+        raise NotImplementedError(f"exporting a LoRA variant or LoRA bias (adapter {adapter!r})")
+    delta = layer.get_delta_weight(adapter)
+    return (weight.float() + delta.float()).to(weight.dtype)

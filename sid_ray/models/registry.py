@@ -10,9 +10,12 @@ checks against its guidance modes, and the generator's guidance embedding that e
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import torch
 
 from sid_ray.config.schema import ConfigError, ModelConfig, RunConfig, SiDConfig
 
@@ -92,3 +95,17 @@ def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None)
         model = config
     _import_owner(model.name)
     return _BUILDERS[model.name](model, sid=sid)
+
+
+def build_adapter_on(config: RunConfig, device: torch.device | str) -> TeacherAdapter:
+    """`build_adapter(config)` with its networks on `device`.
+
+    Random weights (`model.init=random`) are created where they run: at 12 B parameters that is
+    seconds on the GPU instead of minutes on the CPU. Loaded weights load, then move."""
+    device = torch.device(device)
+    place = device if config.model.init == "random" else contextlib.nullcontext()
+    with place:
+        adapter = build_adapter(config)
+    if hasattr(adapter, "to"):
+        adapter = adapter.to(device) or adapter
+    return adapter

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from diffusers import SanaPipeline
+from diffusers import SanaPipeline, SanaTransformer2DModel
 
 from sid_ray.models.dit import TransformerVelocity, Variant, VariantDiTAdapter, fp32_timestep
 from sid_ray.sid.guidance import Conditioning
@@ -129,6 +129,7 @@ class SanaAdapter(VariantDiTAdapter):
     variants: ClassVar[dict[str, SanaVariant]] = VARIANTS
     text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     pipeline_class: ClassVar[type] = SanaPipeline
+    transformer_class: ClassVar[type] = SanaTransformer2DModel
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5
     export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
     # SanaPipeline hands the call's `generator` to the scheduler's step, so the fresh roll-out

@@ -16,13 +16,15 @@ The family's facts, all here (shared/SID.md 1, 5):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from diffusers import StableDiffusion3Pipeline
+from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
 from sid_ray.models.dit import TransformerVelocity, Variant, VariantDiTAdapter, fp32_timestep
+from sid_ray.models.tiny.sd3 import TINY_SD3_TRANSFORMER_CONFIG
 from sid_ray.sid.guidance import Conditioning
 
 #: SD3Transformer2DModel's timestep for flow time t (t = 1 pure noise)
@@ -92,11 +94,13 @@ VARIANTS: dict[str, SD3Variant] = {
         SD3Variant("sd35-large", "stabilityai/stable-diffusion-3.5-large", SD35_LARGE_TRANSFORMER),
         SD3Variant("sd35-medium", "stabilityai/stable-diffusion-3.5-medium", SD35_MEDIUM_TRANSFORMER),
         SD3Variant("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", SD3_MEDIUM_TRANSFORMER),
-        # built by sid_ray.models.tiny.sd3.write_tiny_sd3; model.path must point at it
-        SD3Variant("sd3-tiny", ""),
+        # built by sid_ray.models.tiny.sd3.write_tiny_sd3; model.path must point at it (or init=random)
+        SD3Variant("sd3-tiny", "", TINY_SD3_TRANSFORMER_CONFIG),
     )
 }
 
+# CLIP-L's width (hidden = projection) in every SD3 release; CLIP-G's is the pooled rest
+CLIP_L_WIDTH = 768
 TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3")
 
 
@@ -128,6 +132,7 @@ class SD3Adapter(VariantDiTAdapter):
     text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity
     pipeline_class: ClassVar[type] = StableDiffusion3Pipeline
+    transformer_class: ClassVar[type] = SD3Transformer2DModel
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 7
     export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
     # joint attention: the image stream's projections and the text stream's (add_*, to_add_out)
@@ -141,6 +146,46 @@ class SD3Adapter(VariantDiTAdapter):
         "add_v_proj",
         "to_add_out",
     )
+
+    def random_parts(self, transformer_config: Mapping[str, Any]) -> dict[str, Any]:
+        """CLIP-L 768 and CLIP-G pooled - 768 wide (1280 in every release), T5 as wide as the
+        joint attention, the 16-channel 8x VAE with SD3's normalisation and SD3's scheduler."""
+        from sid_ray.models.tiny.common import (
+            clip_tokenizer,
+            t5_tokenizer,
+            tiny_clip_text_model,
+            tiny_kl_vae,
+            tiny_t5_encoder,
+        )
+        from sid_ray.models.tiny.sd3 import SD3_FLOW_SHIFT, SD3_VAE_SCALING_FACTOR, SD3_VAE_SHIFT_FACTOR
+
+        pooled = transformer_config["pooled_projection_dim"]
+        clip_l = CLIP_L_WIDTH if pooled > CLIP_L_WIDTH else pooled // 2  # a tiny model: half each
+        clip_g = pooled - clip_l
+        tokenizer_3 = t5_tokenizer(model_max_length=self.variant.max_sequence_length)
+
+        def clip(width: int):
+            return tiny_clip_text_model(
+                hidden_size=width, projection_dim=width, num_hidden_layers=1, with_projection=True
+            )
+
+        return {
+            "scheduler": FlowMatchEulerDiscreteScheduler(shift=SD3_FLOW_SHIFT),
+            "vae": tiny_kl_vae(
+                transformer_config["in_channels"], SD3_VAE_SCALING_FACTOR, SD3_VAE_SHIFT_FACTOR
+            ),
+            "text_encoder": clip(clip_l),
+            "tokenizer": clip_tokenizer(),
+            "text_encoder_2": clip(clip_g),
+            "tokenizer_2": clip_tokenizer(),
+            "text_encoder_3": tiny_t5_encoder(
+                vocab_size=len(tokenizer_3),
+                d_model=transformer_config["joint_attention_dim"],
+                num_layers=1,
+                d_kv=64,
+            ),
+            "tokenizer_3": tokenizer_3,
+        }
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,9 @@ Layout of one checkpoint folder (all ranks' files merged by Ray Train's `report`
     placement/rank{r}.json  the Ray node rank r ran on
     train_state.json      counters (rank 0): iteration, kimg, data position, seed, MLflow run id
     ema/rank{r}.pt        rank r's shard of the generator EMA (when train.ema_halflife_kimg > 0)
-    export/               only in the final checkpoint: the consolidated generator
+    export/generator.safetensors  the consolidated generator module (the EMA when kept): in the
+                          final checkpoint, and in the others as train.generator_in_checkpoints says
+    export/pipeline/      only in the final checkpoint, for DiT teachers: a stock diffusers folder
 
 The noise of every micro-batch and the k of every iteration are pure functions of
 (seed, iteration, noise key) (sid/step.py, sid/rollout.py), so restoring the iteration counter
@@ -29,7 +31,9 @@ import ray
 import torch
 from safetensors.torch import save_file
 
+from sid_ray.config.schema import RunConfig
 from sid_ray.models.adapter import TeacherAdapter
+from sid_ray.models.lora import merged_state_tensors
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import DeepSpeedTrainedNetwork
 
@@ -37,6 +41,7 @@ TAG = "state"
 STATE_FILE = "train_state.json"
 EXPORT_DIR = "export"
 GENERATOR_WEIGHTS = "generator.safetensors"
+PIPELINE_DIR = "pipeline"
 
 
 @dataclass
@@ -113,46 +118,77 @@ def load(
     return TrainState(**json.loads((folder / STATE_FILE).read_text()))
 
 
-def gathered_state_dict(network: DeepSpeedTrainedNetwork) -> dict[str, torch.Tensor]:
-    """The full (unsharded) state dict of a ZeRO-2/3 module, on every rank (collective)."""
-    module = network.engine.module
-    params = list(module.parameters())
-    # under ZeRO-3 every parameter is a shard until gathered; under ZeRO-2 this is a no-op
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+#: "auto" writes the generator into every checkpoint below this size (LoRA weights, the toys;
+#: not a full FLUX.1-dev copy, 24 GB in bf16)
+AUTO_GENERATOR_MAX_BYTES = 2 * 1024**3
+
+
+def zero3_gather(params: list[torch.nn.Parameter]) -> contextlib.AbstractContextManager:
+    """The full values of ZeRO-3 partitioned `params`, on every rank, read-only (collective);
+    a no-op for parameters DeepSpeed does not partition (ZeRO-2, plain modules)."""
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def unsharded_bytes(module: torch.nn.Module) -> int:
+    """Bytes of `module`'s state once gathered: ZeRO-3 parameters count their full `ds_numel`."""
+    params = sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in module.parameters())
+    return params + sum(b.numel() * b.element_size() for b in module.buffers())
+
+
+def writes_generator_weights(policy: str, final: bool, nbytes: int) -> bool:
+    """Whether a checkpoint carries export/generator.safetensors (`train.generator_in_checkpoints`)."""
+    return final or policy == "always" or (policy == "auto" and nbytes < AUTO_GENERATOR_MAX_BYTES)
+
+
+def has_pipeline_export(adapter: TeacherAdapter) -> bool:
+    """The toy teachers have no pipeline format; for them the safetensors file is the export."""
+    return type(adapter).export is not TeacherAdapter.export
+
+
+def gathered_state_dict(module: torch.nn.Module, rank: int) -> dict[str, torch.Tensor]:
+    """`module`'s full state dict on rank 0's CPU ({} elsewhere), gathered one submodule at a
+    time so that no rank holds more than one submodule's full parameters (collective)."""
+    state = {}
+    for key, tensor in merged_state_tensors(module, None, zero3_gather):
+        if rank == 0:
+            state[key] = tensor.to("cpu", copy=True).contiguous()
+    return state
 
 
 def export_generator(
     folder: Path,
     generator: DeepSpeedTrainedNetwork,
-    make_adapter,
-    num_steps: int,
+    adapter: TeacherAdapter,
+    config: RunConfig,
     rank: int,
     ema: ParameterEMA | None = None,
-    pipeline: bool = True,
+    final: bool = False,
 ) -> Path | None:
-    """Consolidate G and write it under `folder/export` (rank 0 writes; all ranks must call).
+    """Write G (its EMA when one is kept) under `folder/export` (rank 0 writes; all ranks must call).
 
-    Always a safetensors file of the generator module (every checkpoint has one, so a run's
-    quality can be plotted against kimg); with `pipeline`, DiT adapters also write a stock
-    diffusers pipeline folder that samples in `num_steps` steps. The pipeline is built from a fresh
-    adapter (`make_adapter()`): the training adapter's teacher is ZeRO-3 partitioned, and any
-    copy of it would carry DeepSpeed's shards and hooks instead of weights.
+    export/generator.safetensors, the generator module's state dict, is in the final checkpoint
+    and in others as `config.train.generator_in_checkpoints` says (so a run's quality can be
+    plotted against kimg). The final checkpoint of a DiT teacher also gets export/pipeline, a stock
+    diffusers folder sampling in `sid.num_steps` steps, streamed from G's own module and the
+    training adapter's other parts: no second teacher is built, and the teacher's weights (ZeRO-3
+    partitioned, shared_base mode aside) are never read. Returns the folder on rank 0.
     """
-    # the generator to evaluate is the EMA when one is kept (as in the single-process loop)
-    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
-        state = gathered_state_dict(generator)
-    if rank != 0:
+    module = generator.engine.module
+    weights = writes_generator_weights(config.train.generator_in_checkpoints, final, unsharded_bytes(module))
+    pipeline = final and config.train.export_pipeline and has_pipeline_export(adapter)
+    if not (weights or pipeline):
         return None
     out = folder / EXPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, out / GENERATOR_WEIGHTS)
-    if not pipeline:
-        return out
-    adapter = make_adapter()
-    if type(adapter).export is not TeacherAdapter.export:
-        # the toy teachers have no pipeline format; for them the safetensors file is the export
-        module = adapter.make_trainable_copy("generator")
-        module.load_state_dict(state)
-        adapter.export(module, out / "pipeline", num_steps)
-    return out
+    # the generator to evaluate is the EMA when one is kept (as in the single-process loop)
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+        if weights:
+            state = gathered_state_dict(module, rank)
+            if rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                save_file(state, out / GENERATOR_WEIGHTS)
+            del state
+        if pipeline:
+            adapter.export(
+                module, out / PIPELINE_DIR, config.sid.num_steps, gather=zero3_gather, write=rank == 0
+            )
+    return out if rank == 0 else None

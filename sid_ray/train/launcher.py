@@ -138,12 +138,20 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     if ckpt_path and (Path(ckpt_path) / EXPORT_DIR).is_dir():
         export_dir = run_dir / EXPORT_DIR
         shutil.rmtree(export_dir, ignore_errors=True)
-        shutil.copytree(Path(ckpt_path) / EXPORT_DIR, export_dir)
+        # hard links where the storage allows: a FLUX-size export is 24 GB, copied it would be twice
+        shutil.copytree(Path(ckpt_path) / EXPORT_DIR, export_dir, copy_function=_link_or_copy)
     summary = printer.summary(
         "finished",
         {"checkpoint": ckpt_path, "export": str(export_dir) if export_dir else "none"},
     )
     return LaunchResult(run_dir, export_dir, dict(result.metrics or {}), ckpt_path, rows, summary)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system (cloud or network storage), or links not supported
+        shutil.copy2(source, destination)
 
 
 def _worker_env() -> dict[str, str]:

@@ -18,9 +18,10 @@ from sid_ray.config.io import dump_config
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.models.loading import torch_dtype
-from sid_ray.models.registry import build_adapter, default_prompts
+from sid_ray.models.registry import build_adapter_on, default_prompts
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.prompt_cycle import PromptCycle
@@ -64,9 +65,8 @@ def run_local(
         dump_config(config, Path(config.output_dir) / config.name / "config.yaml")
     torch.manual_seed(train.seed)
     device = torch.device(device or ("cuda" if train.use_gpu else "cpu"))
-    adapter = build_adapter(config)
-    if hasattr(adapter, "to"):
-        adapter = adapter.to(device) or adapter
+    select_attention_backend(train.attention_backend, device)
+    adapter = build_adapter_on(config, device)
     dtype = torch_dtype(config.model.dtype)
     fake = adapter.make_trainable_copy("fake").to(device, dtype)
     generator = adapter.make_trainable_copy("generator").to(device, dtype)

@@ -35,6 +35,8 @@ def format_row(row: dict, total_kimg: float) -> str:
     )
     if "loss/discriminator" in row:  # data-aided runs: F's BCE (ln 2 = chance) and G's L_GAN
         text += f"  L_D {row['loss/discriminator']:.4g}  L_GAN {row['loss/generator_gan']:.4g}"
+    if "gpu_mem_peak_gb" in row:
+        text += f"  peak {row['gpu_mem_peak_gb']:.1f} GiB"
     if row.get("nan_dropped_samples"):
         text += f"  dropped {int(row['nan_dropped_samples'])}"
     if row.get("resumed_from_kimg") is not None:

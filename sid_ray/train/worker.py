@@ -23,9 +23,10 @@ from sid_ray.config.io import from_dict
 from sid_ray.config.schema import RunConfig
 from sid_ray.data.prompts import PROMPT_STREAM
 from sid_ray.models.loading import torch_dtype
-from sid_ray.models.registry import build_adapter
+from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import MicroBatch, distill_step
 from sid_ray.train import checkpoint
+from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.ds_config import check_batch, teacher_config, trained_network_config
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import (
@@ -66,9 +67,7 @@ def _trainable_copies(adapter, config: RunConfig, rank: int):
 
 
 def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networks:
-    adapter = build_adapter(config)  # the whole run: the export needs its SiD section
-    if hasattr(adapter, "to"):
-        adapter = adapter.to(device) or adapter
+    adapter = build_adapter_on(config, device)
     fake_module, generator_module = _trainable_copies(adapter, config, rank)
     if config.model.gradient_checkpointing and hasattr(adapter, "set_gradient_checkpointing"):
         adapter.set_gradient_checkpointing(True, [fake_module, generator_module])
@@ -92,8 +91,10 @@ def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networ
     return Networks(adapter, teacher, fake, generator)
 
 
-def _mean_over_ranks(values: list[torch.Tensor]) -> list[float]:
-    stacked = torch.stack([v.detach().double().cpu() for v in values])
+def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[float]:
+    """Global means in one collective, reduced where the process group's backend can:
+    on the GPU under NCCL (which has no CPU tensors), on the CPU under gloo."""
+    stacked = torch.stack([v.detach().to(device, torch.float64) for v in values])
     dist.all_reduce(stacked)
     return (stacked / dist.get_world_size()).tolist()
 
@@ -106,6 +107,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     assert world == config.train.num_workers, (world, config.train.num_workers)
     device = ray.train.torch.get_device()
     deepspeed.init_distributed(dist_backend="nccl" if config.train.use_gpu else "gloo")
+    attention = select_attention_backend(config.train.attention_backend, device)
+    if rank == 0:
+        print(attention, flush=True)
 
     train = config.train
     accumulation = check_batch(config)
@@ -188,7 +192,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             continue
         # one collective for the global means of this iteration's losses (no .item() per step)
         logged = metrics.tensors()
-        means = dict(zip(logged, _mean_over_ranks(list(logged.values())), strict=True))
+        means = dict(zip(logged, _mean_over_ranks(list(logged.values()), device), strict=True))
         means["nan_dropped_samples"] *= world  # a count: the global sum
         elapsed = time.perf_counter() - window_start
         row = {
@@ -197,7 +201,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "k": metrics.num_steps,
             **means,
             "img_per_s": window_iterations * train.batch_size / max(elapsed, 1e-9),
+            "s_per_iteration": elapsed / max(window_iterations, 1),
         }
+        if device.type == "cuda":  # this rank's high-water mark since the run (or resume) started
+            row["gpu_mem_peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         if resumed_from is not None:
             row["resumed_from_kimg"] = resumed_from
             resumed_from = None
@@ -214,13 +221,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 folder = Path(tmp)
                 checkpoint.save(folder, nets.fake, nets.generator, state, rank, ema)
                 checkpoint.export_generator(
-                    folder,
-                    nets.generator,
-                    lambda: build_adapter(config),
-                    config.sid.num_steps,
-                    rank,
-                    ema,
-                    pipeline=last,
+                    folder, nets.generator, nets.adapter, config, rank, ema, final=last
                 )
                 ray.train.report(
                     row,

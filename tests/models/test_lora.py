@@ -137,6 +137,39 @@ def test_gradient_checkpointing_pins_adapter_in_shared_base(tiny_flux_folder):
     assert wrong
 
 
+@pytest.mark.parametrize("mode", ["shared_base", "lora", "full"])
+def test_frozen_checkpoint_policy_recomputes_only_frozen_passes(tiny_flux_folder, monkeypatch, mode):
+    """model.checkpoint_policy=frozen: T and the frozen F are checkpointed, G keeps its
+    activations, and G's gradient is the one without checkpointing."""
+    import sid_ray.models.dit as dit
+    import sid_ray.models.lora as lora
+
+    torch.manual_seed(0)
+    adapter = make_adapter(tiny_flux_folder, mode, checkpoint_policy="frozen")
+    fake, generator = adapter.make_trainable_copy("fake"), adapter.make_trainable_copy("generator")
+    with torch.no_grad():
+        for p in [*fake.parameters(), *generator.parameters()]:
+            p.add_(torch.randn_like(p) * 0.05)
+    plain = _generator_grads(adapter, fake, generator)
+    checkpointed = []
+
+    def counting(real):
+        def checkpoint(function, *args, **kwargs):
+            checkpointed.append(function)
+            return real(function, *args, **kwargs)
+
+        return checkpoint
+
+    monkeypatch.setattr(lora, "checkpoint", counting(lora.checkpoint))
+    monkeypatch.setattr(dit, "checkpoint", counting(dit.checkpoint))
+    adapter.set_gradient_checkpointing(True, [fake, generator])
+    selective = _generator_grads(adapter, fake, generator)
+    for a, b in zip(plain, selective, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    blocks = len(adapter.transformer.transformer_blocks) + len(adapter.transformer.single_transformer_blocks)
+    assert len(checkpointed) == 2 * blocks  # T's and F's forwards; none of G's
+
+
 def test_lora_export_and_merge(tiny_flux_folder, tmp_path):
     torch.manual_seed(0)
     adapter = make_adapter(tiny_flux_folder, "shared_base")

@@ -115,3 +115,24 @@ def tiny_t5_encoder(
     )
     torch.manual_seed(seed)
     return T5EncoderModel(config).eval()
+
+
+def tiny_kl_vae(latent_channels: int, scaling_factor: float, shift_factor: float | None, stages: int = 4):
+    """An `AutoencoderKL` of `stages` levels (8x for 4, as the released SD3 / FLUX VAEs) with
+    `latent_channels` channels and the family's latent normalisation, 8 channels wide."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * stages,
+        up_block_types=("UpDecoderBlock2D",) * stages,
+        block_out_channels=(8,) * stages,
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=4,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    ).eval()

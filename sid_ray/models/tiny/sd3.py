@@ -38,22 +38,25 @@ SD3_VAE_SHIFT_FACTOR = 0.0609
 SD3_FLOW_SHIFT = 3.0
 
 
+TINY_SD3_TRANSFORMER_CONFIG = {
+    "sample_size": 8,
+    "patch_size": 2,
+    "in_channels": LATENT_CHANNELS,
+    "out_channels": LATENT_CHANNELS,
+    "num_layers": 2,
+    "attention_head_dim": 8,
+    "num_attention_heads": 2,
+    "joint_attention_dim": T5_WIDTH,
+    "caption_projection_dim": 16,  # = heads * head_dim, as in every released config
+    "pooled_projection_dim": CLIP_L_WIDTH + CLIP_G_WIDTH,
+    "pos_embed_max_size": 16,
+    "dual_attention_layers": (0,),
+    "qk_norm": "rms_norm",
+}
+
+
 def build_transformer() -> SD3Transformer2DModel:
-    return SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=T5_WIDTH,
-        caption_projection_dim=16,  # = heads * head_dim, as in every released config
-        pooled_projection_dim=CLIP_L_WIDTH + CLIP_G_WIDTH,
-        pos_embed_max_size=16,
-        dual_attention_layers=(0,),
-        qk_norm="rms_norm",
-    ).eval()
+    return SD3Transformer2DModel(**TINY_SD3_TRANSFORMER_CONFIG).eval()
 
 
 def build_vae() -> AutoencoderKL:

@@ -1,0 +1,378 @@
+"""Throughput, memory and MFU of one SiD iteration at full size, through the product path.
+
+For each teacher x LoRA mode x resolution (x batch), this script runs
+1. the product: `sid_ray.train.launcher.launch` -> Ray Train (one worker per GPU) -> DeepSpeed
+   engines -> `distill_step`, on the released architecture with random weights built on the GPU
+   (`model.init=random`; tiny text encoders with the real output widths, 512 T5 tokens for FLUX);
+2. the baseline, the same iteration as a user would write it plainly (`plain_sid_iteration`):
+   one GPU, PyTorch, peft adapters switched with `set_adapter` / `disable_adapters`, torch Adam,
+   diffusers' gradient checkpointing, in the same process after the Ray run;
+and prints s/iteration, img/s per GPU, peak memory and MFU for both, and their ratio.
+
+MFU counts model FLOPs, not hardware FLOPs (recomputation from checkpointing is not counted):
+- one image-forward = sum over the transformer's Linear layers of 2 x rows x in x out (each
+  token's matmul parameters x 2 x tokens; modulation layers see one row per image) + 4 x Lq x Lk
+  x width for every attention call (QK^T and PV; FLUX: 4 x 57 blocks x tokens^2 x 3072), both
+  counted on a meta-device forward of the real architecture (`forward_flops`);
+- one iteration = (2k + 9) image-forwards per image, from `sid_ray.sid.step.distill_step`:
+  F's update rolls out k G forwards (no grad) and trains F (1 forward + 2 for its backward);
+  G's update rolls out k - 1 forwards without and 1 with grad (3), and runs T and F forward with
+  a backward through their inputs only (2 each): (k + 3) + (k + 6);
+- MFU = sum over timed iterations of (2k_i + 9) x forward FLOPs x images per GPU / time / peak,
+  peak = 989 TFLOP/s (H200 / H100 SXM dense bf16; `--peak-tflops` for others).
+
+    python benchmarks/sid_step.py --model flux-dev --modes shared_base --resolutions 512 1024 \\
+        --batches 4 2 --iterations 5 --warmup 2 --baseline
+    python benchmarks/sid_step.py --model flux-tiny --device cpu --resolutions 32 --batches 2  # CPU smoke
+
+Full mode needs three full copies (F, G, T): at FLUX size that is several GPUs under ZeRO-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from sid_ray.config.io import apply_overrides
+from sid_ray.config.schema import RunConfig
+from sid_ray.models.registry import build_adapter
+from sid_ray.sid.rollout import draw_num_steps
+
+H200_PEAK_TFLOPS = 989.0  # dense bf16 (the 1,979 figure counts 2:4 sparsity)
+PROMPT_WORDS = "a photo of red blue small large cat dog tree house city river at night in snow".split()
+
+
+@dataclass
+class Measurement:
+    path: str  # "product" or "baseline"
+    model: str
+    mode: str
+    resolution: int
+    images_per_gpu: int
+    gpus: int
+    s_per_iteration: float
+    img_per_s_per_gpu: float
+    peak_gib: float
+    mfu: float
+    forward_tflop: float
+    mean_k: float
+
+
+# --- model FLOPs -------------------------------------------------------------------------------
+def forward_flops(config: RunConfig) -> float:
+    """FLOPs of one image-forward of the teacher's transformer (see the module docstring)."""
+    with torch.device("meta"):
+        adapter = build_adapter(_meta_config(config))
+    transformer, flops = adapter.transformer, [0.0]
+
+    def count_linear(module, inputs, output):
+        rows = inputs[0].numel() // module.in_features
+        flops[0] += 2 * rows * module.in_features * module.out_features
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counted_sdpa(*args, **kwargs):
+        # (B, heads, Lq, d) x (B, heads, Lk, d): QK^T and PV, 2 FLOPs per multiply-add each
+        q, k = (kwargs.pop(n) if n in kwargs else None for n in ("query", "key"))
+        q, k, *rest = ([q, k] if q is not None else []) + list(args)
+        flops[0] += 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
+        return sdpa(q, k, *rest, **kwargs)
+
+    hooks = [
+        m.register_forward_hook(count_linear) for m in transformer.modules() if isinstance(m, torch.nn.Linear)
+    ]
+    torch.nn.functional.scaled_dot_product_attention = counted_sdpa
+    try:
+        with torch.device("meta"), torch.no_grad():
+            cond = _meta_conditioning(adapter, 1)
+            x = torch.zeros(1, *adapter.latent_shape, dtype=adapter.dtype)
+            adapter.teacher.velocity(x, torch.full((1,), 0.5), cond)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+        for hook in hooks:
+            hook.remove()
+    return flops[0]
+
+
+def _meta_config(config: RunConfig) -> RunConfig:
+    """The run's teacher as one plain transformer: no LoRA (its FLOPs are under 1% at rank 64),
+    no checkpointing."""
+    lora = dataclasses.replace(config.model.lora, mode="full")
+    model = dataclasses.replace(config.model, lora=lora, gradient_checkpointing=False)
+    return dataclasses.replace(config, model=model)
+
+
+def _meta_conditioning(adapter, batch: int):
+    """Prompt embeddings of the real widths and lengths, as shapes only (on the meta device)."""
+    return adapter.encode_prompts(["a"] * batch).to("meta", adapter.dtype)
+
+
+# --- the product path ----------------------------------------------------------------------------
+def product_config(args, mode: str, resolution: int, batch: int, gpus: int, out: Path) -> RunConfig:
+    config = RunConfig()
+    config.name = f"{args.model}-{mode}-{resolution}-b{batch}"
+    config.output_dir = str(out / "runs")
+    iterations = args.warmup + args.iterations
+    overrides = [
+        f"model.name={args.model}",
+        "model.init=random",
+        "model.dtype=bfloat16",
+        f"model.resolution={resolution}",
+        f"model.gradient_checkpointing={str(args.checkpointing).lower()}",
+        f"model.lora.mode={mode}",
+        f"model.lora.rank={args.rank}",
+        f"model.lora.alpha={args.rank}",
+        f"sid.teacher_guidance={args.teacher_guidance}",
+        f"train.use_gpu={str(args.device == 'cuda').lower()}",
+        f"train.num_workers={gpus}",
+        f"train.micro_batch_size={batch}",
+        f"train.batch_size={batch * gpus}",
+        f"train.total_kimg={iterations * batch * gpus / 1000}",
+        f"train.checkpoint_every_kimg={10 * iterations * batch * gpus / 1000}",
+        "train.log_every=1",
+        "train.mixed_precision=bf16",
+        "train.export_pipeline=false",
+        "train.generator_in_checkpoints=never",
+        "train.keep_checkpoints=1",
+        "train.max_failures=0",
+        f"train.attention_backend={args.attention_backend}",
+        f"data.prompts={_prompt_file(out)}",
+        *args.set,
+    ]
+    return apply_overrides(config, overrides)
+
+
+def _prompt_file(out: Path) -> Path:
+    path = out / "prompts.txt"
+    if not path.exists():
+        g = torch.Generator().manual_seed(0)
+        lines = [
+            " ".join(PROMPT_WORDS[i] for i in torch.randint(len(PROMPT_WORDS), (8,), generator=g))
+            for _ in range(4096)
+        ]
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def measure_product(config: RunConfig, args, forward: float, gpus: int) -> Measurement:
+    from sid_ray.train.launcher import launch
+
+    result = launch(config, show_progress=args.verbose)
+    timed = [row for row in result.rows if row["iteration"] > args.warmup]
+    if len(timed) < args.iterations:
+        raise RuntimeError(f"{config.name}: {len(timed)} timed rows of {args.iterations}: {result.rows}")
+    seconds = [row["s_per_iteration"] for row in timed]
+    ks = [int(row["k"]) for row in timed]
+    peak = max((row.get("gpu_mem_peak_gb", 0.0) for row in result.rows), default=0.0)
+    return _measurement("product", config, args, forward, gpus, seconds, ks, peak)
+
+
+def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measurement:
+    per_gpu = config.train.batch_size // gpus
+    total_time = sum(seconds)
+    flops = sum((2 * k + 9) * forward * per_gpu for k in ks)
+    return Measurement(
+        path=path,
+        model=config.model.name,
+        mode=config.model.lora.mode,
+        resolution=config.model.resolution,
+        images_per_gpu=per_gpu,
+        gpus=gpus,
+        s_per_iteration=statistics.median(seconds),
+        img_per_s_per_gpu=per_gpu * len(seconds) / total_time,
+        peak_gib=peak,
+        mfu=flops / total_time / (args.peak_tflops * 1e12),
+        forward_tflop=forward / 1e12,
+        mean_k=sum(ks) / len(ks),
+    )
+
+
+# --- the plain baseline -------------------------------------------------------------------------
+def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> Measurement:
+    """The same iteration written plainly on one GPU (see `plain_sid_iteration`)."""
+    from peft import LoraConfig
+
+    device = torch.device(args.device)
+    plain = _meta_config(config)  # a plain transformer: the user adds the adapters
+    plain.model.gradient_checkpointing = config.model.gradient_checkpointing
+    with torch.device(device):
+        adapter = build_adapter(plain)
+    transformer = adapter.transformer.to(device)
+    targets = list(adapter.lora_targets())
+    for name in ("fake", "generator"):
+        transformer.add_adapter(
+            LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=targets), adapter_name=name
+        )
+    if config.model.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    velocity = adapter.teacher  # the family's forward (packing, ids, guidance) around `transformer`
+    optimizers = {
+        name: torch.optim.Adam([p for n, p in transformer.named_parameters() if f".{name}." in n], lr=1e-6)
+        for name in ("fake", "generator")
+    }
+    cond = adapter.encode_prompts(["a photo"] * config.train.micro_batch_size).to(device, adapter.dtype)
+    seconds, ks = [], []
+    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    for iteration in range(args.warmup + args.iterations):
+        k = draw_num_steps(config.sid.num_steps, config.train.seed, iteration)
+        _sync(device)
+        start = time.perf_counter()
+        plain_sid_iteration(transformer, velocity, optimizers, cond, adapter.latent_shape, k, config)
+        _sync(device)
+        if iteration >= args.warmup:
+            seconds.append(time.perf_counter() - start)
+            ks.append(k)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    return _measurement("baseline", config, args, forward, 1, seconds, ks, peak)
+
+
+def plain_sid_iteration(transformer, velocity, optimizers, cond, latent_shape, k, config) -> None:
+    """One SiD iteration as a user writes it with peft: F's update, then G's (SID.md 4)."""
+    sid, batch = config.sid, config.train.micro_batch_size
+    dtype = next(transformer.parameters()).dtype
+    times = [1 - i / sid.num_steps for i in range(sid.num_steps)]
+
+    def v(x, t, scale):
+        t = torch.full((batch,), t, device=x.device) if isinstance(t, float) else t
+        return velocity.guided_velocity(x, t, cond, scale)
+
+    def rollout(grad_last: bool):
+        transformer.set_adapter("generator")
+        x = torch.randn(batch, *latent_shape, device=cond.device, dtype=dtype)
+        for i in range(k):
+            last = i == k - 1
+            with torch.set_grad_enabled(grad_last and last):
+                x0 = x - times[i] * v(x, times[i], 1.0)
+            if not last:
+                t_next = times[i + 1]
+                x = (1 - t_next) * x0.detach() + t_next * torch.randn_like(x0)
+        return x0
+
+    def noised(x0):
+        t = torch.sigmoid(torch.randn(batch, device=x0.device) * sid.time_law_std + sid.time_law_mean)
+        eps = torch.randn_like(x0)
+        tt = t.view(-1, *[1] * (x0.ndim - 1)).to(dtype)
+        return (1 - tt) * x0 + tt * eps, t.to(dtype), eps
+
+    # F: fit the fake score on G's samples
+    x_g = rollout(grad_last=False).detach()
+    x_t, t, eps = noised(x_g)
+    transformer.set_adapter("fake")
+    loss_f = ((v(x_t, t, sid.fake_guidance_train) - (eps - x_g)) ** 2).mean()
+    optimizers["fake"].zero_grad(set_to_none=True)
+    loss_f.backward()
+    optimizers["fake"].step()
+    # G: through T (adapters off) and F (its adapter on), the SiD loss
+    x_g = rollout(grad_last=True)
+    x_t, t, eps = noised(x_g)
+    tt = t.view(-1, *[1] * (x_g.ndim - 1))
+    transformer.disable_adapters()
+    x_teacher = x_t - tt * v(x_t, t, sid.teacher_guidance)
+    transformer.enable_adapters()
+    transformer.set_adapter("fake")
+    x_fake = x_t - tt * v(x_t, t, sid.fake_guidance_eval)
+    diff = (x_teacher - x_fake).float()
+    per_sample = (diff * ((x_teacher - x_g).float() - sid.alpha * diff) * (1 - tt)).flatten(1).sum(1)
+    loss_g = sid.generator_loss_scale * per_sample.mean()
+    optimizers["generator"].zero_grad(set_to_none=True)
+    loss_g.backward()
+    optimizers["generator"].step()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- driver -------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="flux-dev")
+    parser.add_argument(
+        "--modes", nargs="+", default=["shared_base"], choices=["shared_base", "lora", "full"]
+    )
+    parser.add_argument("--resolutions", nargs="+", type=int, default=[512, 1024])
+    parser.add_argument(
+        "--batches", nargs="+", type=int, default=[4, 2], help="images per GPU, per resolution"
+    )
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=2, help="iterations before timing")
+    parser.add_argument("--rank", type=int, default=64, help="LoRA rank (alpha = rank)")
+    parser.add_argument("--teacher-guidance", type=float, default=3.5)
+    parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--attention-backend", default="auto")
+    parser.add_argument("--baseline", action="store_true", help="also time the plain single-GPU iteration")
+    parser.add_argument("--skip-product", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--gpus", type=int, default=0, help="Ray workers (0: every visible GPU; 1 on CPU)")
+    parser.add_argument("--peak-tflops", type=float, default=H200_PEAK_TFLOPS)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    parser.add_argument("--json", type=Path, help="append each measurement as a JSON line here")
+    parser.add_argument("--verbose", action="store_true", help="print the runs' progress lines")
+    args = parser.parse_args()
+    if len(args.batches) == 1:
+        args.batches = args.batches * len(args.resolutions)
+    if len(args.batches) != len(args.resolutions):
+        parser.error("--batches takes one value, or one per resolution")
+    gpus = args.gpus or (torch.cuda.device_count() if args.device == "cuda" else 1)
+    from sid_ray.train.attention import select_attention_backend
+
+    select_attention_backend(args.attention_backend, torch.device(args.device))
+    results: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="sid-step-") as tmp:
+        for mode in args.modes:
+            for resolution, batch in zip(args.resolutions, args.batches, strict=True):
+                config = product_config(args, mode, resolution, batch, gpus, Path(tmp))
+                forward = forward_flops(config)
+                runs = [] if args.skip_product else [measure_product]
+                if args.baseline and mode != "full":
+                    runs.append(measure_baseline)
+                for run in runs:
+                    m = run(config, args, forward, gpus)
+                    results.append(m)
+                    print(_line(m), flush=True)
+                    if args.json:
+                        with args.json.open("a") as f:
+                            f.write(json.dumps(asdict(m)) + "\n")
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+    print(table(results))
+
+
+def _line(m: Measurement) -> str:
+    return (
+        f"{m.path:8s} {m.model} {m.mode} {m.resolution}px x{m.images_per_gpu} on {m.gpus} GPU: "
+        f"{m.s_per_iteration:.2f} s/it, {m.img_per_s_per_gpu:.3f} img/s/GPU, peak {m.peak_gib:.1f} GiB, "
+        f"MFU {100 * m.mfu:.1f}% (forward {m.forward_tflop:.2f} TFLOP, mean k {m.mean_k:.2f})"
+    )
+
+
+def table(results: list[Measurement]) -> str:
+    lines = [
+        "| path | model | mode | res | img/GPU | GPUs | s/it | img/s/GPU | peak GiB | MFU | vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    baseline = {(m.model, m.mode, m.resolution): m for m in results if m.path == "baseline"}
+    for m in results:
+        base = baseline.get((m.model, m.mode, m.resolution))
+        ratio = f"{m.img_per_s_per_gpu / base.img_per_s_per_gpu:.2f}x" if base and m is not base else ""
+        lines.append(
+            f"| {m.path} | {m.model} | {m.mode} | {m.resolution} | {m.images_per_gpu} | {m.gpus} | "
+            f"{m.s_per_iteration:.2f} | {m.img_per_s_per_gpu:.3f} | {m.peak_gib:.1f} | "
+            f"{100 * m.mfu:.1f}% | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

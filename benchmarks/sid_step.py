@@ -5,7 +5,7 @@ For each teacher x LoRA mode x resolution (x batch), this script runs
    engines -> `distill_step`, on the released architecture with random weights built on the GPU
    (`model.init=random`; tiny text encoders with the real output widths, 512 T5 tokens for FLUX);
 2. the baseline, the same iteration as a user would write it plainly (`plain_sid_iteration`):
-   one GPU, PyTorch, peft adapters switched with `set_adapter` / `disable_adapters`, torch Adam,
+   one GPU, PyTorch, T plus two copies with one peft LoRA adapter each (F, G), torch Adam,
    diffusers' gradient checkpointing, in the same process after the Ray run;
 and prints s/iteration, img/s per GPU, peak memory and MFU for both, and their ratio.
 
@@ -31,6 +31,7 @@ Full mode needs three full copies (F, G, T): at FLUX size that is several GPUs u
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import statistics
@@ -55,6 +56,7 @@ class Measurement:
     path: str  # "product" or "baseline"
     model: str
     mode: str
+    policy: str
     resolution: int
     images_per_gpu: int
     gpus: int
@@ -116,9 +118,11 @@ def _meta_conditioning(adapter, batch: int):
 
 
 # --- the product path ----------------------------------------------------------------------------
-def product_config(args, mode: str, resolution: int, batch: int, gpus: int, out: Path) -> RunConfig:
+def product_config(
+    args, mode: str, resolution: int, batch: int, gpus: int, out: Path, policy: str = "all"
+) -> RunConfig:
     config = RunConfig()
-    config.name = f"{args.model}-{mode}-{resolution}-b{batch}"
+    config.name = f"{args.model}-{mode}-{resolution}-b{batch}-{policy}"
     config.output_dir = str(out / "runs")
     iterations = args.warmup + args.iterations
     overrides = [
@@ -127,6 +131,7 @@ def product_config(args, mode: str, resolution: int, batch: int, gpus: int, out:
         "model.dtype=bfloat16",
         f"model.resolution={resolution}",
         f"model.gradient_checkpointing={str(args.checkpointing).lower()}",
+        f"model.checkpoint_policy={policy}",
         f"model.lora.mode={mode}",
         f"model.lora.rank={args.rank}",
         f"model.lora.alpha={args.rank}",
@@ -182,7 +187,8 @@ def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measur
     return Measurement(
         path=path,
         model=config.model.name,
-        mode=config.model.lora.mode,
+        mode=config.model.lora.mode if path == "product" else "peft copies",
+        policy=config.model.checkpoint_policy if path == "product" else "all (diffusers)",
         resolution=config.model.resolution,
         images_per_gpu=per_gpu,
         gpus=gpus,
@@ -198,26 +204,12 @@ def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measur
 # --- the plain baseline -------------------------------------------------------------------------
 def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> Measurement:
     """The same iteration written plainly on one GPU (see `plain_sid_iteration`)."""
-    from peft import LoraConfig
-
     device = torch.device(args.device)
-    plain = _meta_config(config)  # a plain transformer: the user adds the adapters
-    plain.model.gradient_checkpointing = config.model.gradient_checkpointing
+    plain = _meta_config(config)
     with torch.device(device):
         adapter = build_adapter(plain)
-    transformer = adapter.transformer.to(device)
-    targets = list(adapter.lora_targets())
-    for name in ("fake", "generator"):
-        transformer.add_adapter(
-            LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=targets), adapter_name=name
-        )
-    if config.model.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    velocity = adapter.teacher  # the family's forward (packing, ids, guidance) around `transformer`
-    optimizers = {
-        name: torch.optim.Adam([p for n, p in transformer.named_parameters() if f".{name}." in n], lr=1e-6)
-        for name in ("fake", "generator")
-    }
+    nets = plain_networks(adapter, args.rank, config.model.gradient_checkpointing)
+    optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=1e-6) for role in ("fake", "generator")}
     cond = adapter.encode_prompts(["a photo"] * config.train.micro_batch_size).to(device, adapter.dtype)
     seconds, ks = [], []
     torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
@@ -225,7 +217,7 @@ def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> 
         k = draw_num_steps(config.sid.num_steps, config.train.seed, iteration)
         _sync(device)
         start = time.perf_counter()
-        plain_sid_iteration(transformer, velocity, optimizers, cond, adapter.latent_shape, k, config)
+        plain_sid_iteration(nets, optimizers, cond, adapter.latent_shape, k, config)
         _sync(device)
         if iteration >= args.warmup:
             seconds.append(time.perf_counter() - start)
@@ -234,30 +226,49 @@ def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> 
     return _measurement("baseline", config, args, forward, 1, seconds, ks, peak)
 
 
-def plain_sid_iteration(transformer, velocity, optimizers, cond, latent_shape, k, config) -> None:
-    """One SiD iteration as a user writes it with peft: F's update, then G's (SID.md 4)."""
+def plain_networks(adapter, rank: int, checkpointing: bool) -> dict:
+    """T = the transformer; F and G = copies of it with one peft LoRA adapter each (peft's usual
+    way; one base with two adapters breaks diffusers' checkpointing, which recomputes a block
+    with whatever adapter is active at backward time); diffusers' own checkpointing on all three."""
+    from peft import LoraConfig
+
+    teacher = adapter.transformer.requires_grad_(False)
+    nets = {"teacher": adapter.velocity_model(teacher, "teacher")}
+    for role in ("fake", "generator"):
+        module = copy.deepcopy(teacher)
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(adapter.lora_targets())))
+        nets[role] = adapter.velocity_model(module, role)
+    for net in nets.values():
+        if checkpointing:
+            net.transformer.enable_gradient_checkpointing()
+    return nets
+
+
+def plain_sid_iteration(nets, optimizers, cond, latent_shape, k, config) -> None:
+    """One SiD iteration as a user writes it: F's update, then G's (SID.md 4)."""
     sid, batch = config.sid, config.train.micro_batch_size
-    dtype = next(transformer.parameters()).dtype
+    teacher, fake, generator = nets["teacher"], nets["fake"], nets["generator"]
+    dtype = generator.dtype
+    device = next(generator.parameters()).device
     times = [1 - i / sid.num_steps for i in range(sid.num_steps)]
 
-    def v(x, t, scale):
-        t = torch.full((batch,), t, device=x.device) if isinstance(t, float) else t
-        return velocity.guided_velocity(x, t, cond, scale)
+    def v(net, x, t, scale):
+        t = torch.full((batch,), t, device=device) if isinstance(t, float) else t
+        return net.guided_velocity(x, t, cond, scale)
 
     def rollout(grad_last: bool):
-        transformer.set_adapter("generator")
-        x = torch.randn(batch, *latent_shape, device=cond.device, dtype=dtype)
+        x = torch.randn(batch, *latent_shape, device=device, dtype=dtype)
         for i in range(k):
             last = i == k - 1
             with torch.set_grad_enabled(grad_last and last):
-                x0 = x - times[i] * v(x, times[i], 1.0)
+                x0 = x - times[i] * v(generator, x, times[i], 1.0)
             if not last:
                 t_next = times[i + 1]
                 x = (1 - t_next) * x0.detach() + t_next * torch.randn_like(x0)
         return x0
 
     def noised(x0):
-        t = torch.sigmoid(torch.randn(batch, device=x0.device) * sid.time_law_std + sid.time_law_mean)
+        t = torch.sigmoid(torch.randn(batch, device=device) * sid.time_law_std + sid.time_law_mean)
         eps = torch.randn_like(x0)
         tt = t.view(-1, *[1] * (x0.ndim - 1)).to(dtype)
         return (1 - tt) * x0 + tt * eps, t.to(dtype), eps
@@ -265,26 +276,27 @@ def plain_sid_iteration(transformer, velocity, optimizers, cond, latent_shape, k
     # F: fit the fake score on G's samples
     x_g = rollout(grad_last=False).detach()
     x_t, t, eps = noised(x_g)
-    transformer.set_adapter("fake")
-    loss_f = ((v(x_t, t, sid.fake_guidance_train) - (eps - x_g)) ** 2).mean()
+    loss_f = ((v(fake, x_t, t, sid.fake_guidance_train) - (eps - x_g)) ** 2).mean()
     optimizers["fake"].zero_grad(set_to_none=True)
     loss_f.backward()
     optimizers["fake"].step()
-    # G: through T (adapters off) and F (its adapter on), the SiD loss
+    # G: through T and the frozen F, the SiD loss
     x_g = rollout(grad_last=True)
     x_t, t, eps = noised(x_g)
     tt = t.view(-1, *[1] * (x_g.ndim - 1))
-    transformer.disable_adapters()
-    x_teacher = x_t - tt * v(x_t, t, sid.teacher_guidance)
-    transformer.enable_adapters()
-    transformer.set_adapter("fake")
-    x_fake = x_t - tt * v(x_t, t, sid.fake_guidance_eval)
+    fake_params = [p for p in fake.parameters() if p.requires_grad]
+    for p in fake_params:
+        p.requires_grad_(False)
+    x_teacher = x_t - tt * v(teacher, x_t, t, sid.teacher_guidance)
+    x_fake = x_t - tt * v(fake, x_t, t, sid.fake_guidance_eval)
     diff = (x_teacher - x_fake).float()
     per_sample = (diff * ((x_teacher - x_g).float() - sid.alpha * diff) * (1 - tt)).flatten(1).sum(1)
     loss_g = sid.generator_loss_scale * per_sample.mean()
     optimizers["generator"].zero_grad(set_to_none=True)
     loss_g.backward()
     optimizers["generator"].step()
+    for p in fake_params:
+        p.requires_grad_(True)
 
 
 def _sync(device: torch.device) -> None:
@@ -310,6 +322,13 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=64, help="LoRA rank (alpha = rank)")
     parser.add_argument("--teacher-guidance", type=float, default=3.5)
     parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--checkpoint-policies",
+        nargs="+",
+        default=["all"],
+        choices=["all", "frozen"],
+        help="model.checkpoint_policy",
+    )
     parser.add_argument("--attention-backend", default="auto")
     parser.add_argument("--baseline", action="store_true", help="also time the plain single-GPU iteration")
     parser.add_argument("--skip-product", action="store_true")
@@ -332,12 +351,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sid-step-") as tmp:
         for mode in args.modes:
             for resolution, batch in zip(args.resolutions, args.batches, strict=True):
-                config = product_config(args, mode, resolution, batch, gpus, Path(tmp))
-                forward = forward_flops(config)
-                runs = [] if args.skip_product else [measure_product]
+                configs = [
+                    product_config(args, mode, resolution, batch, gpus, Path(tmp), policy)
+                    for policy in args.checkpoint_policies
+                ]
+                forward = forward_flops(configs[0])
+                runs = [] if args.skip_product else [(measure_product, c) for c in configs]
                 if args.baseline and mode != "full":
-                    runs.append(measure_baseline)
-                for run in runs:
+                    runs.append((measure_baseline, configs[0]))
+                for run, config in runs:
                     m = run(config, args, forward, gpus)
                     results.append(m)
                     print(_line(m), flush=True)
@@ -351,7 +373,7 @@ def main() -> None:
 
 def _line(m: Measurement) -> str:
     return (
-        f"{m.path:8s} {m.model} {m.mode} {m.resolution}px x{m.images_per_gpu} on {m.gpus} GPU: "
+        f"{m.path:8s} {m.model} {m.mode} ckpt={m.policy} {m.resolution}px x{m.images_per_gpu} on {m.gpus} GPU: "
         f"{m.s_per_iteration:.2f} s/it, {m.img_per_s_per_gpu:.3f} img/s/GPU, peak {m.peak_gib:.1f} GiB, "
         f"MFU {100 * m.mfu:.1f}% (forward {m.forward_tflop:.2f} TFLOP, mean k {m.mean_k:.2f})"
     )
@@ -359,15 +381,15 @@ def _line(m: Measurement) -> str:
 
 def table(results: list[Measurement]) -> str:
     lines = [
-        "| path | model | mode | res | img/GPU | GPUs | s/it | img/s/GPU | peak GiB | MFU | vs baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| path | model | mode | checkpointing | res | img/GPU | GPUs | s/it | img/s/GPU | peak GiB | MFU | vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    baseline = {(m.model, m.mode, m.resolution): m for m in results if m.path == "baseline"}
+    baseline = {(m.model, m.resolution): m for m in results if m.path == "baseline"}
     for m in results:
-        base = baseline.get((m.model, m.mode, m.resolution))
+        base = baseline.get((m.model, m.resolution))
         ratio = f"{m.img_per_s_per_gpu / base.img_per_s_per_gpu:.2f}x" if base and m is not base else ""
         lines.append(
-            f"| {m.path} | {m.model} | {m.mode} | {m.resolution} | {m.images_per_gpu} | {m.gpus} | "
+            f"| {m.path} | {m.model} | {m.mode} | {m.policy} | {m.resolution} | {m.images_per_gpu} | {m.gpus} | "
             f"{m.s_per_iteration:.2f} | {m.img_per_s_per_gpu:.3f} | {m.peak_gib:.1f} | "
             f"{100 * m.mfu:.1f}% | {ratio} |"
         )

@@ -3,8 +3,9 @@
 #   bash benchmarks/device/gpu_scale.sh test        # the full-size GPU test (pytest -m gpu)
 #   bash benchmarks/device/gpu_scale.sh bench ARGS  # benchmarks/sid_step.py ARGS
 # Logs go to $OUT (the device tool's folder) or ./gpu-logs.
+export PYTHONPATH=${PYTHONPATH:-}  # setup.sh appends to it
+source benchmarks/device/setup.sh 2>/dev/null || { echo "wheel install failed"; exit 1; }
 set -uo pipefail
-source benchmarks/device/setup.sh 2>/dev/null
 export RAY_AUTH_MODE=disabled PYTHONUNBUFFERED=1 RAY_DEDUP_LOGS=0
 logs=${OUT:-gpu-logs}
 mkdir -p "$logs"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import shutil
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -163,6 +164,7 @@ def export_generator(
     rank: int,
     ema: ParameterEMA | None = None,
     final: bool = False,
+    pipeline_folder: Path | None = None,
 ) -> Path | None:
     """Write G (its EMA when one is kept) under `folder/export` (rank 0 writes; all ranks must call).
 
@@ -171,7 +173,10 @@ def export_generator(
     plotted against kimg). The final checkpoint of a DiT teacher also gets export/pipeline, a stock
     diffusers folder sampling in `sid.num_steps` steps, streamed from G's own module and the
     training adapter's other parts: no second teacher is built, and the teacher's weights (ZeRO-3
-    partitioned, shared_base mode aside) are never read. Returns the folder on rank 0.
+    partitioned, shared_base mode aside) are never read. `pipeline_folder` puts the pipeline
+    elsewhere: the worker writes it straight into the run folder, since a checkpoint folder is
+    copied once more into storage by Ray (at FLUX size 24 GB twice, more than a 64 GB disk holds
+    beside the checkpoints). Returns the folder on rank 0.
     """
     module = generator.engine.module
     weights = writes_generator_weights(config.train.generator_in_checkpoints, final, unsharded_bytes(module))
@@ -188,7 +193,8 @@ def export_generator(
                 save_file(state, out / GENERATOR_WEIGHTS)
             del state
         if pipeline:
-            adapter.export(
-                module, out / PIPELINE_DIR, config.sid.num_steps, gather=zero3_gather, write=rank == 0
-            )
+            target = pipeline_folder or out / PIPELINE_DIR
+            if rank == 0:  # a resumed run's export replaces the last one whole (its shard count may differ)
+                shutil.rmtree(target, ignore_errors=True)
+            adapter.export(module, target, config.sid.num_steps, gather=zero3_gather, write=rank == 0)
     return out if rank == 0 else None

@@ -118,7 +118,9 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     tracking = dataclasses.replace(
         config.tracking, mlflow_uri=absolute_tracking_uri(config.tracking.mlflow_uri)
     )
-    config = dataclasses.replace(config, tracking=tracking)
+    # absolute: the workers run in other folders and write the final export into the run folder
+    output_dir = str(Path(config.output_dir).resolve())
+    config = dataclasses.replace(config, tracking=tracking, output_dir=output_dir)
     if not ray.is_initialized():
         ray.init(runtime_env={"env_vars": _worker_env()})
     run_dir = Path(config.output_dir).resolve() / config.name
@@ -136,10 +138,14 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     export_dir = None
     ckpt_path = result.checkpoint.path if result.checkpoint else None
     if ckpt_path and (Path(ckpt_path) / EXPORT_DIR).is_dir():
+        # the final checkpoint's generator weights beside the pipeline folder rank 0 wrote there
         export_dir = run_dir / EXPORT_DIR
-        shutil.rmtree(export_dir, ignore_errors=True)
-        # hard links where the storage allows: a FLUX-size export is 24 GB, copied it would be twice
-        shutil.copytree(Path(ckpt_path) / EXPORT_DIR, export_dir, copy_function=_link_or_copy)
+        export_dir.mkdir(exist_ok=True)
+        for file in (Path(ckpt_path) / EXPORT_DIR).iterdir():
+            if file.is_file():
+                file_in_run = export_dir / file.name
+                file_in_run.unlink(missing_ok=True)
+                _link_or_copy(str(file), str(file_in_run))
     summary = printer.summary(
         "finished",
         {"checkpoint": ckpt_path, "export": str(export_dir) if export_dir else "none"},
@@ -148,6 +154,7 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
 
 
 def _link_or_copy(source: str, destination: str) -> None:
+    """A hard link where the storage allows (no second copy of a large file), else a copy."""
     try:
         os.link(source, destination)
     except OSError:  # another file system (cloud or network storage), or links not supported

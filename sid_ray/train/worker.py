@@ -143,6 +143,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     for _ in range(state.iteration):  # rows of iterations already trained (text only: cheap)
         next(batches)
 
+    # the run's stock pipeline folder: written by rank 0 at the end, outside the checkpoints
+    pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
     window_start, window_iterations = time.perf_counter(), 0
     for iteration in range(state.iteration, total_iterations):
         batch = next(batches)
@@ -221,7 +223,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 folder = Path(tmp)
                 checkpoint.save(folder, nets.fake, nets.generator, state, rank, ema)
                 checkpoint.export_generator(
-                    folder, nets.generator, nets.adapter, config, rank, ema, final=last
+                    folder,
+                    nets.generator,
+                    nets.adapter,
+                    config,
+                    rank,
+                    ema,
+                    final=last,
+                    pipeline_folder=pipeline,
                 )
                 ray.train.report(
                     row,

@@ -46,7 +46,7 @@ def digits_pairs(config, device):
     """Data-aided variants: all 1,797 digits and their prompts, encoded by the teacher's VAE, in
     the order law of the product's pair stream (`sid_ray.data.pair_stream.PairCycle`)."""
     from sid_ray.data.pair_stream import PairCycle, PairTable
-    from sid_ray.models.digits_data import digit_prompt, load_digit_images
+    from sid_ray.toys.digits_data import digit_prompt, load_digit_images
 
     adapter = build_adapter(config).to(device)
     images, labels = load_digit_images()

@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from sid_ray.config import load_config
 from sid_ray.models.registry import build_adapter_on
-from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.sid_settings import settings_from_config
@@ -75,9 +75,8 @@ def main() -> None:
     batch = [MicroBatch(cond, args.batch)]
 
     def step(iteration: int):
-        metrics = distill_step(
-            adapter.teacher, *nets, batch, settings, 0, iteration, adapter.latent_shape, device, adapter.dtype
-        )
+        ctx = StepContext(0, iteration, adapter.latent_shape, device, adapter.dtype)
+        metrics = distill_step(SiDNetworks(adapter.teacher, *nets), batch, settings, ctx)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return metrics

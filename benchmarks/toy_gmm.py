@@ -27,8 +27,8 @@ from sid_ray.eval.toy_metrics import (  # noqa: E402
     teacher_euler_samples,
     worst_relative_mass_error,
 )
-from sid_ray.models.gaussian_mixture import label_conditioning  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
+from sid_ray.toys.gaussian_mixture import label_conditioning  # noqa: E402
 from sid_ray.train.local import run_local  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sid_ray.config import ConfigError, load_config  # noqa: E402
+from sid_ray.train.console import add_verbose_flag  # noqa: E402
+from sid_ray.train.console import setup as setup_console  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "demo_digits.yaml"
 
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config (YAML)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    console = setup_console(args.verbose)  # before ray, deepspeed and transformers are imported
     os.chdir(ROOT)  # the config's relative paths (runs/, sqlite:///runs/...) are the repository's
     try:
         config = load_config(args.config, args.overrides)
@@ -44,19 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     from sid_ray.eval.digits_metrics import DigitsQuality
     from sid_ray.eval.prompts import digits_prompt_set
     from sid_ray.eval.run_report import evaluate_run, exported_generators, log_report_to_mlflow
-    from sid_ray.models.registry import build_adapter
+    from sid_ray.models.registry import adapter_class, build_adapter
     from sid_ray.train.launcher import launch
 
-    if (
-        config.data.images
-        and config.model.name == "digits-flux"
-        and not any(c in config.data.images for c in "*?{")
-    ):
-        # the digits world's image-text shards (data-aided demo) are written on first use
-        from sid_ray.data.digits_shards import ensure_digits_shards
-
-        ensure_digits_shards(config.data.images)
-    result = launch(config)
+    if config.data.images:  # the digits teacher writes its own shards (data-aided demo) on first use
+        adapter_class(config.model.name).ensure_images(config.data.images)
+    result = launch(config, console=console)
     adapter = build_adapter(config)
     report = evaluate_run(
         config,

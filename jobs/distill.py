@@ -23,6 +23,8 @@ if str(ROOT) not in sys.path:
 from sid_ray.config.fields import field_doc  # noqa: E402
 from sid_ray.config.io import load_config  # noqa: E402
 from sid_ray.config.schema import ConfigError, RunConfig  # noqa: E402
+from sid_ray.train.console import add_verbose_flag  # noqa: E402
+from sid_ray.train.console import setup as setup_console  # noqa: E402
 
 
 def config_fields(cls: type = RunConfig, prefix: str = "") -> list[str]:
@@ -57,6 +59,7 @@ def parser(description: str, default_config: str | None) -> argparse.ArgumentPar
         help="override one config field, e.g. --set train.total_kimg=10 (repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line (the summary still prints)")
+    add_verbose_flag(p)
     return p
 
 
@@ -66,18 +69,22 @@ def main(
     default_config: str | None = None,
     families: tuple[str, ...] = (),
 ) -> int:
+    """`families`: the adapter families (`TeacherAdapter.family`) this job accepts; empty = all."""
     args = parser(description, default_config).parse_args(argv)
+    console = setup_console(args.verbose)  # before ray, deepspeed and transformers are imported
     try:
         config = load_config(args.config, args.overrides)
-        if families and not config.model.name.startswith(families):
+        from sid_ray.models.registry import adapter_class
+        from sid_ray.train.launcher import check_teacher, launch
+
+        if families and adapter_class(config.model.name).family not in families:
             raise ConfigError(
                 f"model.name: {config.model.name!r} is not a {'/'.join(families)} teacher; "
                 "use jobs/distill.py for other families"
             )
-        from sid_ray.train.launcher import check_teacher, launch
 
         check_teacher(config)  # a missing teacher folder fails here, before Ray starts anything
-        launch(config, show_progress=not args.quiet)
+        launch(config, show_progress=not args.quiet, console=console)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,6 @@ if __name__ == "__main__":
         main(
             description="Distill a FLUX teacher into a 4-step generator with SiD (Ray Train + DeepSpeed).",
             default_config="configs/flux_dev.yaml",
-            families=("flux-",),
+            families=("flux",),
         )
     )

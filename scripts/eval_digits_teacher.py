@@ -17,8 +17,8 @@ from sid_ray.config.schema import ModelConfig  # noqa: E402
 from sid_ray.eval.digits_metrics import DigitsQuality  # noqa: E402
 from sid_ray.eval.evaluate import euler_sampler, evaluate_sampler, format_table, write_comparison_grid  # noqa: E402
 from sid_ray.eval.prompts import DEFAULT_SEED, digits_prompt_set  # noqa: E402
-from sid_ray.models.digits import SHIPPED_FOLDER, DigitsFluxAdapter  # noqa: E402
-from sid_ray.models.digits_data import DIGITS_RESOLUTION  # noqa: E402
+from sid_ray.toys.digits import SHIPPED_FOLDER, DigitsFluxAdapter  # noqa: E402
+from sid_ray.toys.digits_data import DIGITS_RESOLUTION  # noqa: E402
 
 
 def evaluate_teacher_folder(

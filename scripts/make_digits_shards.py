@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sid_ray.data.digits_shards import write_digits_shards  # noqa: E402
+from sid_ray.toys.digits_shards import write_digits_shards  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sid_ray.models.digits import SHIPPED_FOLDER  # noqa: E402
-from sid_ray.models.digits_teacher import DigitsTeacherRecipe, build_digits_teacher  # noqa: E402
+from sid_ray.toys.digits import SHIPPED_FOLDER  # noqa: E402
+from sid_ray.toys.digits_teacher import DigitsTeacherRecipe, build_digits_teacher  # noqa: E402
 
 
 def recipe_overrides(pairs: list[str]) -> dict:

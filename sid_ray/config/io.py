@@ -26,60 +26,76 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a mapping for section {_type_name(tp)}, got {value!r}")
         return _build(tp, value, path)
     if origin is Literal:
-        choices = typing.get_args(tp)
-        for choice in choices:
-            if value == choice or (isinstance(value, str) and str(choice) == value):
-                return choice
-        raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
+        return _literal(value, typing.get_args(tp), path)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         return _coerce(value, args[0], path)
     if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = (
-                yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
-            )
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{path}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return _list(value, typing.get_args(tp)[0], path)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, path)
     raise ConfigError(f"{path}: unsupported field type {tp!r}")
+
+
+def _literal(value: Any, choices: tuple, path: str) -> Any:
+    for choice in choices:
+        if value == choice or (isinstance(value, str) and str(choice) == value):
+            return choice
+    raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
+
+
+def _list(value: Any, item: Any, path: str) -> list:
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
+    return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def _bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(f"{path}: expected true or false, got {value!r}")
+
+
+def _parsed(value: str, parse) -> Any:
+    try:
+        return parse(value)
+    except ValueError:
+        return None
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _parsed(value, int) is not None:
+        return int(value)
+    raise ConfigError(f"{path}: expected an integer, got {value!r}")
+
+
+def _float(value: Any, path: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _parsed(value, float) is not None:
+        return float(value)
+    raise ConfigError(f"{path}: expected a number, got {value!r}")
+
+
+def _str(value: Any, path: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{path}: expected a string, got {value!r}")
+
+
+_SCALARS = {bool: _bool, int: _int, float: _float, str: _str}
 
 
 def _build(cls: type, data: dict, path: str) -> Any:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sid_ray.config.paths import cache_dir
 from sid_ray.config.schema import ConfigError, RunConfig
 
 TABLE_VERSION = 1  # bump when the table's layout or the decoding changes
@@ -121,8 +122,7 @@ def cache_key(config: RunConfig, urls: list[str]) -> str:
 def cache_root(config: RunConfig) -> Path:
     if config.data.latent_cache:
         return Path(config.data.latent_cache).expanduser().resolve()
-    base = Path(os.environ.get("SID_RAY_CACHE", Path.home() / ".cache" / "sid_ray"))
-    return (base / "latents").resolve()
+    return (cache_dir() / "latents").resolve()
 
 
 def pair_cache_folder(config: RunConfig, urls: list[str] | None = None) -> Path:
@@ -276,8 +276,6 @@ def encode_pairs(config: RunConfig, log: Callable[[str], None] = print) -> PairT
 
 
 def _build(config: RunConfig, urls: list[str], out: Path, log: Callable[[str], None]) -> None:
-    import ray.data
-
     start = time.monotonic()
     data = config.data
     image_keys, caption_keys = _split_keys(data.image_keys), _split_keys(data.caption_keys)
@@ -285,38 +283,10 @@ def _build(config: RunConfig, urls: list[str], out: Path, log: Callable[[str], N
         f"[pairs] encoding {len(urls)} shard(s) of {data.images} with {config.model.name} "
         f"on {data.encode_workers} actor(s) -> {out.parent}"
     )
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # the table's order
-    ds = ray.data.read_webdataset(
-        urls, decoder=_SampleFields(image_keys, caption_keys, config.model.resolution)
-    )
-    resources = {"num_gpus": 1} if config.train.use_gpu else {"num_cpus": 1}
-    ds = ds.map_batches(
-        _VaeEncoder,
-        fn_constructor_kwargs={"config": config},
-        compute=ray.data.ActorPoolStrategy(size=data.encode_workers),
-        batch_size=16,
-        batch_format="numpy",
-        **resources,
-    )
-    writer, captions, skipped, skipped_keys = _NpyRowWriter(out / "latents.npy"), [], Counter(), []
-    last_log = start
+    ds = _encoded_samples(config, urls, image_keys, caption_keys)
+    writer = _NpyRowWriter(out / "latents.npy")
     try:
-        for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
-            problems = [str(p) for p in batch["problem"]]
-            ok = np.asarray([p == "" for p in problems], dtype=bool)
-            writer.append(batch["latents"][ok])
-            captions += [str(c) for c, good in zip(batch["caption"], ok, strict=True) if good]
-            for key, problem in zip(batch["key"], problems, strict=True):
-                if problem:
-                    skipped[problem] += 1
-                    if len(skipped_keys) < _MAX_LOGGED_SKIPS:
-                        skipped_keys.append([str(key), problem])
-            if time.monotonic() - last_log > 30:
-                last_log = time.monotonic()
-                log(
-                    f"[pairs] {len(captions)} encoded, {sum(skipped.values())} skipped, "
-                    f"{last_log - start:.0f} s"
-                )
+        captions, skipped, skipped_keys = _write_pairs(ds, writer, start, log)
     finally:
         writer.close()
     num_skipped = sum(skipped.values())
@@ -349,3 +319,42 @@ def _build(config: RunConfig, urls: list[str], out: Path, log: Callable[[str], N
     log(
         f"[pairs] {len(urls)} shard(s): {len(captions)} pairs encoded, {num_skipped} skipped, {seconds:.1f} s"
     )
+
+
+def _encoded_samples(config: RunConfig, urls: list[str], image_keys, caption_keys):
+    """The shards' samples, decoded and VAE-encoded on an actor pool, in the shards' order."""
+    import ray.data
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # the table's order
+    ds = ray.data.read_webdataset(
+        urls, decoder=_SampleFields(image_keys, caption_keys, config.model.resolution)
+    )
+    resources = {"num_gpus": 1} if config.train.use_gpu else {"num_cpus": 1}
+    return ds.map_batches(
+        _VaeEncoder,
+        fn_constructor_kwargs={"config": config},
+        compute=ray.data.ActorPoolStrategy(size=config.data.encode_workers),
+        batch_size=16,
+        batch_format="numpy",
+        **resources,
+    )
+
+
+def _write_pairs(ds, writer, start: float, log: Callable[[str], None]):
+    """Write the usable rows' latents; returns (captions, skip reasons counted, first skipped keys)."""
+    captions, skipped, skipped_keys = [], Counter(), []
+    last_log = start
+    for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        problems = [str(p) for p in batch["problem"]]
+        ok = np.asarray([p == "" for p in problems], dtype=bool)
+        writer.append(batch["latents"][ok])
+        captions += [str(c) for c, good in zip(batch["caption"], ok, strict=True) if good]
+        for key, problem in zip(batch["key"], problems, strict=True):
+            if problem:
+                skipped[problem] += 1
+                if len(skipped_keys) < _MAX_LOGGED_SKIPS:
+                    skipped_keys.append([str(key), problem])
+        if time.monotonic() - last_log > 30:
+            last_log = time.monotonic()
+            log(f"[pairs] {len(captions)} encoded, {sum(skipped.values())} skipped, {last_log - start:.0f} s")
+    return captions, skipped, skipped_keys

@@ -27,7 +27,7 @@ from sid_ray.config.schema import ConfigError
 from sid_ray.config.schema import DataConfig as PromptDataConfig
 
 # Used when `data.prompts` is empty and the teacher has no built-in prompt list of its own
-# (toy teachers register their own lists: sid_ray.models.registry.default_prompts): enough
+# (the toy adapters have their own lists: `TeacherAdapter.default_prompts`): enough
 # variety for smoke runs and tests.
 BUILTIN_PROMPTS = (
     "a photo of a red cat sitting on a wooden table",

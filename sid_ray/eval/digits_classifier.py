@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sid_ray.models.digits_data import (
+from sid_ray.config import paths
+from sid_ray.toys.digits_data import (
     DIGITS_RESOLUTION,
     NUM_DIGITS,
     load_digit_images,
@@ -159,16 +160,11 @@ def prompted_digit_probability(
     return probs.gather(1, digits.long().view(-1, 1)).squeeze(1)
 
 
-def default_cache_dir() -> Path:
-    """$SID_RAY_CACHE, else ~/.cache/sid_ray: where derived artefacts (this classifier) are kept."""
-    return Path(os.environ.get("SID_RAY_CACHE", Path.home() / ".cache" / "sid_ray"))
-
-
 def load_digits_classifier(
     recipe: ClassifierRecipe = ClassifierRecipe(), cache_dir: str | Path | None = None
 ) -> DigitsClassifier:
     """The trained classifier, trained on first use and cached as safetensors (keyed by recipe)."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     path = folder / f"digits_classifier_{recipe.key()}.safetensors"
     model = DigitsClassifier(recipe)
     if path.is_file():

@@ -18,7 +18,7 @@ from sid_ray.eval.digits_classifier import (
 )
 from sid_ray.eval.fid import FeatureFID
 from sid_ray.eval.prompts import PromptSet
-from sid_ray.models.digits_data import digit_of_prompt, load_digit_images
+from sid_ray.toys.digits_data import digit_of_prompt, load_digit_images
 
 
 class DigitsQuality:

@@ -114,7 +114,7 @@ def sample_images(
     Prompt encoding is outside the timing: training and serving cache embeddings, and the table
     compares samplers, not text encoders.
     """
-    device = getattr(adapter, "device", torch.device("cpu"))  # sample where the teacher lives
+    device = adapter.device  # sample where the teacher lives
     images, seconds = [], 0.0
     for start in range(0, len(prompts), batch_size):
         part = prompts.slice(start, start + batch_size)

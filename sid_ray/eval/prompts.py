@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sid_ray.models.digits_data import NUM_DIGITS, digit_prompt
+from sid_ray.toys.digits_data import NUM_DIGITS, digit_prompt
 
 #: a fixed, varied set for real teachers (objects, scenes, text rendering, counting, styles)
 TEXT_PROMPTS: tuple[str, ...] = (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from sid_ray.config.paths import EXPORT_DIR, GENERATOR_WEIGHTS, STATE_FILE
 from sid_ray.config.schema import RunConfig
 from sid_ray.eval.curves import save_quality_curve
 from sid_ray.eval.evaluate import (
@@ -27,10 +28,6 @@ from sid_ray.eval.evaluate import (
 )
 from sid_ray.eval.prompts import PromptSet
 from sid_ray.models.base import FlowModel
-
-# names the worker's checkpoint code writes (sid_ray.train.checkpoint); repeated here so that
-# evaluation does not import deepspeed
-EXPORT_DIR, GENERATOR_WEIGHTS, STATE_FILE = "export", "generator.safetensors", "train_state.json"
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sid_ray.models.gaussian_mixture import GaussianMixture
+from sid_ray.toys.gaussian_mixture import GaussianMixture
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:

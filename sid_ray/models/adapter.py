@@ -7,18 +7,25 @@ sid_ray what it needs without knowing the family:
 - `encode_prompts(prompts)` -> TensorConditioning (with the null/empty-prompt twin),
 - `decode(latents)` -> images in [0, 1] (B, 3, H, W); `encode_images(images)` -> latents,
 - `export(generator, folder)` -> a stock diffusers pipeline folder sampling in K steps.
-Family adapters live in one file each (flux.py, sd3.py, sana.py, gaussian_mixture toy, ...)
-and register themselves in `sid_ray.models.registry`, which builds them from the config's model
-and SiD sections (`build_adapter(run_config)`).
+What differs between teachers beyond that is a capability here, with the default most teachers
+want, so that jobs, training and evaluation ask the adapter and never test its name or type:
+`family`, `default_prompts`, `ensure_images` (class-level: answered before any weights load),
+`device`, `to`, `set_gradient_checkpointing`.
+Family adapters live in one file each (models/flux.py, sd3.py, sana.py; the toys in
+`sid_ray.toys`) and register their class in `sid_ray.models.registry`, which builds them from the
+config's model and SiD sections (`build_adapter(run_config)`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
+from sid_ray.config.schema import ModelConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
 
@@ -28,6 +35,40 @@ class TeacherAdapter(ABC):
 
     #: registry name, e.g. "flux-dev"
     name: str = ""
+    #: the pipeline family, e.g. "flux" for flux-dev, flux-tiny and the digits teacher: the job
+    #: scripts of one family (jobs/distill_flux.py) accept its teachers and no others
+    family: ClassVar[str] = ""
+
+    @classmethod
+    def default_prompts(cls, model: ModelConfig) -> list[str] | None:
+        """The teacher's own prompts when it draws only a closed set (the toys' class prompts),
+        used when `data.prompts` is empty; None: the run's prompts come from `data.prompts`.
+
+        A class method, so the Ray driver can ask before any worker starts or weights load."""
+        return None
+
+    @classmethod
+    def ensure_images(cls, images: str) -> None:
+        """Make `data.images` ready before training reads it (class-level, like `default_prompts`).
+
+        A teacher with a world of its own (the digits) writes its image-text shards there on
+        first use; every other teacher reads the user's shards as they are."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the teacher runs, so evaluation samples there; a formula teacher is on the CPU."""
+        return torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> TeacherAdapter:
+        """Move the loaded networks to `device`; returns self. A teacher with nothing to move (the
+        exact mixture, a formula kept on the CPU) stays as it is."""
+        return self
+
+    def set_gradient_checkpointing(self, enabled: bool, models: Sequence[FlowModel] = ()) -> None:
+        """Recompute activations in the backward pass of T and of `models` (F, G) to save memory.
+        Networks too small to gain from it (the toys' MLPs) ignore the request."""
+        return None
 
     @property
     @abstractmethod

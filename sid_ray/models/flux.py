@@ -164,6 +164,7 @@ class FluxAdapter(DiTAdapter):
     """FLUX.1 teacher. Velocity layout: packed latents (H/16 * W/16, 64) for FLUX.1-dev."""
 
     name = "flux-dev"
+    family = "flux"
     text_parts = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     default_lora_targets = FLUX_LORA_TARGETS
     default_path = "black-forest-labs/FLUX.1-dev"

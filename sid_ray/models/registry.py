@@ -1,18 +1,19 @@
-"""Teacher names -> adapter builders.
+"""Teacher names -> adapter classes.
 
 Each family module registers its names with `register`; `build_adapter(config)` imports the
 module that owns the name only when it is asked for, so a toy run never imports diffusers.
 
-A builder is called as `builder(model_config, sid=sid_config)`: the model section says what to
+An adapter class is built as `cls(model_config, sid=sid_config)`: the model section says what to
 load, the SiD section what the adapter must know of the method (FLUX: the guidance scales it
 checks against its guidance modes, and the generator's guidance embedding that export folds in).
+Its class-level capabilities (`family`, `default_prompts`, `ensure_images`) answer without
+weights, through `adapter_class(name)`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 # name -> module that registers it (imported lazily)
 _OWNERS: dict[str, str] = {
-    "gmm-ring": "sid_ray.models.gaussian_mixture_adapter",
     "flux-dev": "sid_ray.models.flux",
     "flux-tiny": "sid_ray.models.flux",
     "sd35-large": "sid_ray.models.sd3",
@@ -34,26 +34,16 @@ _OWNERS: dict[str, str] = {
     "sana-600m": "sid_ray.models.sana",
     "sana-1600m": "sid_ray.models.sana",
     "sana-tiny": "sid_ray.models.sana",
-    "digits-flux": "sid_ray.models.digits",
+    # the toy worlds (sid_ray.toys)
+    "gmm-ring": "sid_ray.toys.gaussian_mixture_adapter",
+    "digits-flux": "sid_ray.toys.digits",
 }
-_BUILDERS: dict[str, Callable[..., TeacherAdapter]] = {}
-# name -> the teacher's own prompt list (the toys' class prompts), computed without its weights
-_DEFAULT_PROMPTS: dict[str, Callable[[ModelConfig], list[str]]] = {}
+_CLASSES: dict[str, type[TeacherAdapter]] = {}
 
 
-def register(
-    name: str,
-    builder: Callable[..., TeacherAdapter],
-    default_prompts: Callable[[ModelConfig], list[str]] | None = None,
-) -> None:
-    """Called by a family module at import: `builder(model_config, sid=sid_config) -> TeacherAdapter`.
-
-    `default_prompts(model_config)`, for teachers that only draw a closed set of prompts (the
-    toys), is the prompt list a run uses when `data.prompts` is empty; it must not load weights
-    (the Ray driver calls it before any worker starts)."""
-    _BUILDERS[name] = builder
-    if default_prompts is not None:
-        _DEFAULT_PROMPTS[name] = default_prompts
+def register(name: str, adapter: type[TeacherAdapter]) -> None:
+    """Called by a family module at import: `adapter(model_config, sid=sid_config)` builds `name`."""
+    _CLASSES[name] = adapter
 
 
 def declare(name: str, module: str) -> None:
@@ -62,21 +52,21 @@ def declare(name: str, module: str) -> None:
 
 
 def registered_names() -> list[str]:
-    return sorted(set(_OWNERS) | set(_BUILDERS))
+    return sorted(set(_OWNERS) | set(_CLASSES))
 
 
-def _import_owner(name: str) -> None:
-    if name not in _BUILDERS:
+def adapter_class(name: str) -> type[TeacherAdapter]:
+    """The class registered for `name` (its module imported now); unknown names list the known."""
+    if name not in _CLASSES:
         if name not in _OWNERS:
             raise ConfigError(f"model.name: unknown teacher {name!r}; registered: {registered_names()}")
         importlib.import_module(_OWNERS[name])
+    return _CLASSES[name]
 
 
 def default_prompts(model: ModelConfig) -> list[str] | None:
-    """The teacher's own prompts when it registered some (toys), else None (use `data.prompts`)."""
-    _import_owner(model.name)
-    make = _DEFAULT_PROMPTS.get(model.name)
-    return make(model) if make is not None else None
+    """The teacher's own prompts when it has some (toys), else None (use `data.prompts`)."""
+    return adapter_class(model.name).default_prompts(model)
 
 
 def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None) -> TeacherAdapter:
@@ -93,8 +83,7 @@ def build_adapter(config: RunConfig | ModelConfig, sid: SiDConfig | None = None)
         model, sid = config.model, config.sid
     else:
         model = config
-    _import_owner(model.name)
-    return _BUILDERS[model.name](model, sid=sid)
+    return adapter_class(model.name)(model, sid=sid)
 
 
 def build_adapter_on(config: RunConfig, device: torch.device | str) -> TeacherAdapter:
@@ -106,6 +95,4 @@ def build_adapter_on(config: RunConfig, device: torch.device | str) -> TeacherAd
     place = device if config.model.init == "random" else contextlib.nullcontext()
     with place:
         adapter = build_adapter(config)
-    if hasattr(adapter, "to"):
-        adapter = adapter.to(device) or adapter
-    return adapter
+    return adapter.to(device)

@@ -126,6 +126,7 @@ class SanaVelocity(TransformerVelocity):
 class SanaAdapter(VariantDiTAdapter):
     """SANA teacher; see the module docstring for the family's facts."""
 
+    family: ClassVar[str] = "sana"
     variants: ClassVar[dict[str, SanaVariant]] = VARIANTS
     text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     pipeline_class: ClassVar[type] = SanaPipeline

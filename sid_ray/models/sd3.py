@@ -128,6 +128,7 @@ class SD3Velocity(TransformerVelocity):
 class SD3Adapter(VariantDiTAdapter):
     """SD3 / SD3.5 teacher; see the module docstring for the family's facts."""
 
+    family: ClassVar[str] = "sd3"
     variants: ClassVar[dict[str, SD3Variant]] = VARIANTS
     text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity

@@ -9,9 +9,18 @@ from sid_ray.sid.flow import (
     x0_from_velocity,
 )
 from sid_ray.sid.guidance import Conditioning, VelocityModel, cfg_combine, classifier_free_guidance
-from sid_ray.sid.losses import GeneratorLoss, fake_score_loss, generator_loss
+from sid_ray.sid.losses import fake_score_loss, generator_loss
+from sid_ray.sid.nonfinite import GeneratorLoss, generator_loss_without_nonfinite
 from sid_ray.sid.rollout import draw_num_steps, rollout, rollout_times
-from sid_ray.sid.step import MicroBatch, SiDSettings, StepMetrics, TrainedNetwork, distill_step
+from sid_ray.sid.step import (
+    MicroBatch,
+    SiDNetworks,
+    SiDSettings,
+    StepContext,
+    StepMetrics,
+    TrainedNetwork,
+    distill_step,
+)
 from sid_ray.sid.time_laws import LogitNormal, Uniform, make_time_law
 from sid_ray.sid.weighting import WEIGHTINGS, loss_weight
 
@@ -20,7 +29,9 @@ __all__ = [
     "GeneratorLoss",
     "LogitNormal",
     "MicroBatch",
+    "SiDNetworks",
     "SiDSettings",
+    "StepContext",
     "StepMetrics",
     "TrainedNetwork",
     "Uniform",
@@ -34,6 +45,7 @@ __all__ = [
     "eps_from_velocity",
     "fake_score_loss",
     "generator_loss",
+    "generator_loss_without_nonfinite",
     "interpolate",
     "loss_weight",
     "make_time_law",

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class DataAidedSettings:
-    """SID.md 6's weights and schedule (built from `sid.data_aided`)."""
+    """SID.md 6's weights and schedule (built from `sid.data_aided`, whose defaults are the only ones)."""
 
-    discriminator_weight: float = 1.0  # lsd
-    generator_weight: float = 0.01  # lsg_gan
-    warmup_kimg: float = 40.0  # until then G's loss is L_SiD alone
-    generator_hold_kimg: float = 20.0  # until then G takes no step
+    discriminator_weight: float  # lsd
+    generator_weight: float  # lsg_gan
+    warmup_kimg: float  # until then G's loss is L_SiD alone
+    generator_hold_kimg: float  # until then G takes no step
 
     def generator_mix(self, kimg: float) -> tuple[float, float]:
         """(weight of L_SiD, weight of L_GAN) in G's loss at `kimg` images seen."""

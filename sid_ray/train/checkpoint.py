@@ -32,6 +32,7 @@ import ray
 import torch
 from safetensors.torch import save_file
 
+from sid_ray.config.paths import EXPORT_DIR, GENERATOR_WEIGHTS, PIPELINE_DIR, STATE_FILE
 from sid_ray.config.schema import RunConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.lora import merged_state_tensors
@@ -39,10 +40,6 @@ from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import DeepSpeedTrainedNetwork
 
 TAG = "state"
-STATE_FILE = "train_state.json"
-EXPORT_DIR = "export"
-GENERATOR_WEIGHTS = "generator.safetensors"
-PIPELINE_DIR = "pipeline"
 
 
 @dataclass

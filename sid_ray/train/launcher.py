@@ -20,12 +20,13 @@ import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from sid_ray.config.io import config_to_dict, dump_config
+from sid_ray.config.paths import EXPORT_DIR
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data.image_pairs import encode_pairs
 from sid_ray.data.pair_stream import RankPairStream
 from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
 from sid_ray.models.registry import default_prompts
-from sid_ray.train.checkpoint import EXPORT_DIR
+from sid_ray.train.console import Console, init_ray
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.progress import ProgressPrinter
 from sid_ray.train.tracking import absolute_tracking_uri
@@ -109,10 +110,11 @@ def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
     )
 
 
-def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
+def launch(config: RunConfig, show_progress: bool = True, console: Console | None = None) -> LaunchResult:
     """Run (or resume) `config` on the Ray cluster this process is connected to (or a local one).
 
-    `ray.init()` honours RAY_ADDRESS, so the same call works under `ray job submit`.
+    `ray.init()` honours RAY_ADDRESS, so the same call works under `ray job submit`. `console`
+    (the jobs' `console.setup()`) decides what reaches the terminal; None keeps Ray's defaults.
     """
     check_teacher(config)
     tracking = dataclasses.replace(
@@ -122,11 +124,12 @@ def launch(config: RunConfig, show_progress: bool = True) -> LaunchResult:
     output_dir = str(Path(config.output_dir).resolve())
     config = dataclasses.replace(config, tracking=tracking, output_dir=output_dir)
     if not ray.is_initialized():
-        ray.init(runtime_env={"env_vars": _worker_env()})
+        init_ray(console, _worker_env())
     run_dir = Path(config.output_dir).resolve() / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
-    printer = ProgressPrinter(config.train.total_kimg, show_lines=show_progress)
+    in_place = console is not None and console.quiet  # one line rewritten in a terminal
+    printer = ProgressPrinter(config.train.total_kimg, show_lines=show_progress, in_place=in_place)
     printer.start()
     try:
         result = build_trainer(config, printer.queue).fit()

@@ -6,9 +6,10 @@ It calls the same `distill_step` as the Ray Train worker; only the TrainedNetwor
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +20,12 @@ from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter_on, default_prompts
-from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.sid.step import SiDNetworks
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.ema import ParameterEMA
-from sid_ray.train.lr_schedule import lr_factor, set_lr
+from sid_ray.train.loop import Batch, Trainee, iterations
 from sid_ray.train.prompt_cycle import PromptCycle
-from sid_ray.train.sid_settings import settings_from_config
 
 
 @dataclass
@@ -66,6 +66,30 @@ def run_local(
     torch.manual_seed(train.seed)
     device = torch.device(device or ("cuda" if train.use_gpu else "cpu"))
     select_attention_backend(train.attention_backend, device)
+    trainee = _trainee(config, device)
+    batches = _batches(config, prompts, pairs)  # after the networks: as the RNG streams always were
+    iterations_total = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    result = LocalResult(trainee.adapter, trainee.nets.generator.module, trainee.nets.fake.module)
+    start = time.perf_counter()
+    for done, metrics in iterations(config, trainee, batches, 0, iterations_total):
+        if done % train.log_every == 0 or done == iterations_total:
+            row = {"iteration": done, "kimg": done * train.batch_size / 1000, **metrics.as_floats()}
+            result.history.append(row)
+            if on_log:
+                on_log(row, result)
+            if log:
+                log(_line(row))
+    result.seconds = time.perf_counter() - start
+    if trainee.ema is not None:
+        result.raw_generator = copy.deepcopy(result.generator)
+        with trainee.ema.swapped_in():
+            result.generator = copy.deepcopy(result.generator)
+    return result
+
+
+def _trainee(config: RunConfig, device: torch.device) -> Trainee:
+    """The adapter on `device`, F and G with plain torch Adam, and G's EMA."""
+    train = config.train
     adapter = build_adapter_on(config, device)
     dtype = torch_dtype(config.model.dtype)
     fake = adapter.make_trainable_copy("fake").to(device, dtype)
@@ -73,70 +97,36 @@ def run_local(
     micro_per_iteration = train.batch_size // train.micro_batch_size
     fake_net = _network(fake, config, config.optim.fake_lr, micro_per_iteration)
     generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
-    settings = settings_from_config(config.sid)
+    ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
+    nets = SiDNetworks(adapter.teacher, fake_net, generator_net)
+    return Trainee(adapter, nets, fake_net.optimizer, generator_net.optimizer, ema, device, dtype)
+
+
+def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Batch]:
+    """Each iteration's global batch: captions and real latents (data-aided), or prompts.
+    Checked here, before the first iteration: a run without prompts fails before training."""
+    batch_size = config.train.batch_size
+    if config.sid.data_aided.enabled:
+        if pairs is None:
+            from sid_ray.data.image_pairs import encode_pairs
+            from sid_ray.data.pair_stream import PairCycle
+
+            pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
+        return (pairs.take(batch_size) for _ in itertools.count())
     prompts = prompts or default_prompts(config.model)
-    if not prompts and settings.data_aided is None:
+    if not prompts:
         raise ConfigError(
             f"run_local: {config.model.name} has no prompt list of its own; pass `prompts` "
             "(the Ray launcher reads data.prompts)"
         )
-    stream = PromptCycle(prompts, seed=config.data.shuffle_seed) if prompts else None
-    if settings.data_aided is not None and pairs is None:
-        from sid_ray.data.image_pairs import encode_pairs
-        from sid_ray.data.pair_stream import PairCycle
+    stream = PromptCycle(prompts, seed=config.data.shuffle_seed)
+    return ((stream.take(batch_size), None) for _ in itertools.count())
 
-        pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
-    iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
-    ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
-    result = LocalResult(adapter, generator, fake)
-    start = time.perf_counter()
-    for iteration in range(iterations):
-        factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
-        set_lr(fake_net.optimizer, config.optim.fake_lr * factor)
-        set_lr(generator_net.optimizer, config.optim.generator_lr * factor)
-        real = None
-        if settings.data_aided is not None:
-            captions, real = pairs.take(train.batch_size)
-            real = real.to(device, dtype)
-        else:
-            captions = stream.take(train.batch_size)
-        cond = adapter.encode_prompts(captions).to(device, dtype)
-        micro = []
-        for j in range(micro_per_iteration):
-            rows = slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)
-            part = None if real is None else real[rows]
-            micro.append(MicroBatch(cond.select(rows), train.micro_batch_size, noise_key=j, real=part))
-        metrics = distill_step(
-            adapter.teacher,
-            fake_net,
-            generator_net,
-            micro,
-            settings,
-            train.seed,
-            iteration,
-            adapter.latent_shape,
-            device=device,
-            dtype=dtype,
-            kimg=iteration * train.batch_size / 1000,
-        )
-        if ema is not None:
-            ema.update(train.batch_size)
-        if (iteration + 1) % train.log_every == 0 or iteration + 1 == iterations:
-            row = {"iteration": iteration + 1, "kimg": (iteration + 1) * train.batch_size / 1000}
-            row.update(metrics.as_floats())
-            result.history.append(row)
-            if on_log:
-                on_log(row, result)
-            if log:
-                log(
-                    f"it {row['iteration']:5d}  kimg {row['kimg']:7.2f}  k {int(row['k'])}  "
-                    f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  "
-                    f"dropped {int(row['nan_dropped_samples'])}"
-                    + (f"  L_D {row['loss/discriminator']:.4g}" if "loss/discriminator" in row else "")
-                )
-    result.seconds = time.perf_counter() - start
-    if ema is not None:
-        result.raw_generator = copy.deepcopy(generator)
-        with ema.swapped_in():
-            result.generator = copy.deepcopy(generator)
-    return result
+
+def _line(row: dict) -> str:
+    return (
+        f"it {row['iteration']:5d}  kimg {row['kimg']:7.2f}  k {int(row['k'])}  "
+        f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  "
+        f"dropped {int(row['nan_dropped_samples'])}"
+        + (f"  L_D {row['loss/discriminator']:.4g}" if "loss/discriminator" in row else "")
+    )

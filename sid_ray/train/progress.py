@@ -1,13 +1,15 @@
 """The driver's live progress line and final summary.
 
 Rank 0 puts one row per log interval on a `ray.util.queue.Queue` owned by the driver; a daemon
-thread on the driver prints each as one line. (Ray Train V2 runs its controller, and any
-UserCallback, in an actor, so a callback's prints would not be the driver's own.) The queue
-outlives worker restarts, so the line continues across a resume.
+thread on the driver prints each as one line (with `in_place`, in a terminal: the same line,
+rewritten, so that a long run fills one line of the screen, not hundreds). (Ray Train V2 runs its
+controller, and any UserCallback, in an actor, so a callback's prints would not be the driver's
+own.) The queue outlives worker restarts, so the line continues across a resume.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -48,13 +50,20 @@ class ProgressPrinter:
     """Collects rank 0's rows on the driver and prints them as they arrive."""
 
     def __init__(
-        self, total_kimg: float, write: Callable[[str], None] | None = None, show_lines: bool = True
+        self,
+        total_kimg: float,
+        write: Callable[[str], None] | None = None,
+        show_lines: bool = True,
+        in_place: bool = False,
     ):
         self.total_kimg = total_kimg
         self.show_lines = show_lines
         self.queue = Queue(maxsize=10_000)
         self.rows: list[dict] = []
         self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        # a terminal shows one line, rewritten per row; logs and pipes keep one line per row
+        self._in_place = in_place and write is None and sys.stderr.isatty()
+        self._line_open = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sid-progress", daemon=True)
         self._started = time.time()
@@ -70,7 +79,16 @@ class ProgressPrinter:
             return
         self.rows.append(row)
         if self.show_lines:
-            self._write(format_row(row, self.total_kimg))
+            self._show(format_row(row, self.total_kimg))
+
+    def _show(self, text: str) -> None:
+        if not self._in_place:
+            self._write(text)
+            return
+        width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be rewritten
+        sys.stderr.write(f"\r{text[:width]}\x1b[K")
+        sys.stderr.flush()
+        self._line_open = True
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -83,6 +101,9 @@ class ProgressPrinter:
         while not self.queue.empty():
             self._drain(timeout=0.1)
         self.queue.shutdown()
+        if self._line_open:  # the last row stays on screen; what follows starts below it
+            sys.stderr.write("\n")
+            self._line_open = False
         return self.rows
 
     def summary(self, outcome: str, extra: dict | None = None) -> str:

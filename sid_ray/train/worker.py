@@ -1,8 +1,10 @@
 """`train_loop_per_worker`: one Ray Train worker of a distributed SiD run.
 
 Per worker: T frozen (ZeRO-3, no optimiser), F and G as DeepSpeed engines, this rank's slice of
-the prompt stream, and the unchanged `distill_step` with micro-batch noise keys
-rank * accumulation + j, so N workers compute what one process with N x accumulation computes.
+the prompt stream, and the iterations every run shares (`sid_ray.train.loop.iterations`) with
+micro-batch noise keys rank * accumulation + j, so N workers compute what one process with
+N x accumulation computes. What is here is only what is distributed: the process group, the
+engines, the rank's data, the reduction of metrics over ranks, reports and checkpoints.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import deepspeed
@@ -24,28 +26,18 @@ from sid_ray.config.schema import RunConfig
 from sid_ray.data.prompts import PROMPT_STREAM
 from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter_on
-from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.sid.step import SiDNetworks
 from sid_ray.train import checkpoint
 from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.ds_config import check_batch, teacher_config, trained_network_config
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.engines import (
-    DeepSpeedTrainedNetwork,
     EngineVelocity,
     build_teacher,
     build_trained_network,
 )
-from sid_ray.train.lr_schedule import lr_factor, set_lr
-from sid_ray.train.sid_settings import settings_from_config
+from sid_ray.train.loop import Batch, Trainee, iterations
 from sid_ray.train.tracking import make_tracker
-
-
-@dataclass
-class Networks:
-    adapter: object
-    teacher: EngineVelocity
-    fake: DeepSpeedTrainedNetwork
-    generator: DeepSpeedTrainedNetwork
 
 
 def latent_dtype(config: RunConfig) -> torch.dtype:
@@ -66,10 +58,11 @@ def _trainable_copies(adapter, config: RunConfig, rank: int):
     return fake, generator
 
 
-def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networks:
+def build_networks(config: RunConfig, rank: int, device: torch.device) -> tuple[object, SiDNetworks]:
+    """The adapter, and T, F and G as the ZeRO stages of `model.lora.mode` need them."""
     adapter = build_adapter_on(config, device)
     fake_module, generator_module = _trainable_copies(adapter, config, rank)
-    if config.model.gradient_checkpointing and hasattr(adapter, "set_gradient_checkpointing"):
+    if config.model.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True, [fake_module, generator_module])
     shared_base = config.model.lora.mode == "shared_base"
     fake_cfg = trained_network_config(config, "fake")
@@ -88,7 +81,7 @@ def build_networks(config: RunConfig, rank: int, device: torch.device) -> Networ
         teacher = EngineVelocity(adapter.teacher, through_engine=False)
     else:
         teacher = build_teacher(adapter.teacher.to(device), teacher_config(config))
-    return Networks(adapter, teacher, fake, generator)
+    return adapter, SiDNetworks(teacher, fake, generator)
 
 
 def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[float]:
@@ -100,8 +93,42 @@ def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[f
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
+    """One rank of the run: join the group, build and restore, then the shared iterations, with
+    this rank's reduced metric rows, reports and checkpoints after them."""
     config: RunConfig = from_dict(loop_config["config"])
-    progress_queue = loop_config.get("progress_queue")
+    rank, device = _join_process_group(config)
+    train = config.train
+    total_iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
+    checkpoint_every = max(1, round(train.checkpoint_every_kimg * 1000 / train.batch_size))
+    trainee = build_trainee(config, rank, device)
+    state, resumed_from = _restore(config, trainee, rank)
+    tracker = make_tracker(config, rank, state.mlflow_run_id)
+    if tracker is not None:
+        state.mlflow_run_id = tracker.run_id
+    reporter = Reporter(config, rank, device, tracker, loop_config.get("progress_queue"), resumed_from)
+    batches = rank_batches(config, rank, state.iteration)
+    for done, metrics in iterations(config, trainee, batches, state.iteration, total_iterations):
+        state.iteration, state.kimg, state.data_position = (
+            done,
+            done * train.batch_size / 1000,
+            done * train.batch_size,
+        )
+        last = done == total_iterations
+        save_now = done % checkpoint_every == 0 or last
+        if not (save_now or done % train.log_every == 0):
+            reporter.count_iteration()
+            continue
+        row = reporter.row(metrics, state)
+        if save_now:
+            _save_and_report(config, trainee, state, rank, row, last)
+        else:
+            ray.train.report(row)
+        reporter.restart_window()
+    if tracker is not None:
+        tracker.close()
+
+
+def _join_process_group(config: RunConfig) -> tuple[int, torch.device]:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     assert world == config.train.num_workers, (world, config.train.num_workers)
@@ -110,135 +137,113 @@ def train_loop_per_worker(loop_config: dict) -> None:
     attention = select_attention_backend(config.train.attention_backend, device)
     if rank == 0:
         print(attention, flush=True)
+    return rank, device
 
-    train = config.train
-    accumulation = check_batch(config)
-    per_rank = train.micro_batch_size * accumulation
-    total_iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
-    checkpoint_every = max(1, round(train.checkpoint_every_kimg * 1000 / train.batch_size))
-    settings = settings_from_config(config.sid)
-    dtype = latent_dtype(config)
 
-    nets = build_networks(config, rank, device)
-    # EMA of G's weights, on this rank's ZeRO partition (sid_ray/train/ema.py)
-    ema = (
-        ParameterEMA(nets.generator.engine.module, train.ema_halflife_kimg)
-        if train.ema_halflife_kimg > 0
-        else None
-    )
-    state = checkpoint.TrainState(seed=train.seed)
-    resumed_from: float | None = None
+def build_trainee(config: RunConfig, rank: int, device: torch.device) -> Trainee:
+    """The networks as DeepSpeed engines, G's EMA (on this rank's ZeRO partition), and this
+    rank's place in the global noise keys (rank x micro-batches per iteration)."""
+    adapter, nets = build_networks(config, rank, device)
+    halflife = config.train.ema_halflife_kimg
+    ema = ParameterEMA(nets.generator.engine.module, halflife) if halflife > 0 else None
+    optimizers = nets.fake.engine.optimizer, nets.generator.engine.optimizer
+    first_key = rank * check_batch(config)
+    return Trainee(adapter, nets, *optimizers, ema, device, latent_dtype(config), first_noise_key=first_key)
+
+
+def _restore(config: RunConfig, trainee: Trainee, rank: int) -> tuple[checkpoint.TrainState, float | None]:
+    """(the counters, the kimg resumed from) from Ray's latest checkpoint of this run, if any."""
     restored = ray.train.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as folder:
-            state = checkpoint.load(Path(folder), nets.fake, nets.generator, rank, ema)
-        resumed_from = state.kimg
-    tracker = make_tracker(config, rank, state.mlflow_run_id)
-    if tracker is not None:
-        state.mlflow_run_id = tracker.run_id
+    if restored is None:
+        return checkpoint.TrainState(seed=config.train.seed), None
+    with restored.as_directory() as folder:
+        nets = trainee.nets
+        state = checkpoint.load(Path(folder), nets.fake, nets.generator, rank, trainee.ema)
+    return state, state.kimg
 
-    # this rank's rows, one iteration (micro_batch_size x accumulation prompts) per batch
+
+def rank_batches(config: RunConfig, rank: int, start: int) -> Iterator[Batch]:
+    """This rank's rows of each iteration from iteration `start` on (micro batch x accumulation
+    prompts, and their real latents in data-aided runs), each batch's stream position checked."""
+    train = config.train
+    per_rank = train.micro_batch_size * check_batch(config)
     shard = ray.train.get_dataset_shard(PROMPT_STREAM)
     batches = iter(shard.iter_batches(batch_size=per_rank, batch_format="numpy", prefetch_batches=2))
-    for _ in range(state.iteration):  # rows of iterations already trained (text only: cheap)
+    for _ in range(start):  # rows of iterations already trained (text only: cheap)
         next(batches)
-
-    # the run's stock pipeline folder: written by rank 0 at the end, outside the checkpoints
-    pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
-    window_start, window_iterations = time.perf_counter(), 0
-    for iteration in range(state.iteration, total_iterations):
-        batch = next(batches)
+    for iteration, batch in enumerate(batches, start=start):
         expected = iteration * train.batch_size + rank * per_rank
         if int(batch["position"][0]) != expected or len(batch["position"]) != per_rank:
             raise RuntimeError(
                 f"rank {rank}: prompt stream out of step at iteration {iteration} "
                 f"(position {int(batch['position'][0])}, expected {expected})"
             )
-        # the same kimg-based schedule as the single-process loop, on DeepSpeed's optimisers
-        factor = lr_factor(config.optim, iteration * train.batch_size / 1000, train.total_kimg)
-        set_lr(nets.fake.engine.optimizer, config.optim.fake_lr * factor)
-        set_lr(nets.generator.engine.optimizer, config.optim.generator_lr * factor)
-        cond = nets.adapter.encode_prompts([str(p) for p in batch["prompt"]]).to(device, dtype)
         # data-aided runs: the captions' real latents ride in the same rows (RankPairStream)
-        real = torch.as_tensor(batch["latents"]).to(device, dtype) if "latents" in batch else None
-        micro = []
-        for j in range(accumulation):
-            rows = slice(j * train.micro_batch_size, (j + 1) * train.micro_batch_size)
-            part = None if real is None else real[rows]
-            micro.append(
-                MicroBatch(cond.select(rows), train.micro_batch_size, rank * accumulation + j, real=part)
-            )
-        metrics = distill_step(
-            nets.teacher,
-            nets.fake,
-            nets.generator,
-            micro,
-            settings,
-            train.seed,
-            iteration,
-            nets.adapter.latent_shape,
-            device=device,
-            dtype=dtype,
-            kimg=iteration * train.batch_size / 1000,
-        )
-        if ema is not None:
-            ema.update(train.batch_size)
-        window_iterations += 1
-        state.iteration = iteration + 1
-        state.kimg = state.iteration * train.batch_size / 1000
-        state.data_position = state.iteration * train.batch_size
+        yield batch["prompt"], batch.get("latents")
 
-        last = state.iteration == total_iterations
-        save_now = state.iteration % checkpoint_every == 0 or last
-        if not (save_now or state.iteration % train.log_every == 0):
-            continue
-        # one collective for the global means of this iteration's losses (no .item() per step)
+
+class Reporter:
+    """A rank's metric rows: global means over ranks (one collective), throughput over the window
+    since the last row, the GPU's peak memory; rank 0 sends them to MLflow and the driver."""
+
+    def __init__(self, config: RunConfig, rank: int, device: torch.device, tracker, queue, resumed_from):
+        self.batch_size, self.rank, self.device = config.train.batch_size, rank, device
+        self.tracker, self.queue, self.resumed_from = tracker, queue, resumed_from
+        self.restart_window()
+
+    def restart_window(self) -> None:
+        self.window_start, self.window_iterations = time.perf_counter(), 0
+
+    def count_iteration(self) -> None:
+        self.window_iterations += 1
+
+    def row(self, metrics, state: checkpoint.TrainState) -> dict:
+        self.count_iteration()
         logged = metrics.tensors()
-        means = dict(zip(logged, _mean_over_ranks(list(logged.values()), device), strict=True))
-        means["nan_dropped_samples"] *= world  # a count: the global sum
-        elapsed = time.perf_counter() - window_start
-        row = {
-            "iteration": state.iteration,
-            "kimg": state.kimg,
-            "k": metrics.num_steps,
-            **means,
-            "img_per_s": window_iterations * train.batch_size / max(elapsed, 1e-9),
-            "s_per_iteration": elapsed / max(window_iterations, 1),
-        }
-        if device.type == "cuda":  # this rank's high-water mark since the run (or resume) started
-            row["gpu_mem_peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-        if resumed_from is not None:
-            row["resumed_from_kimg"] = resumed_from
-            resumed_from = None
-        if rank == 0:
-            if tracker is not None:
-                tracker.log(row, step=state.iteration)
-            if progress_queue is not None:
-                try:
-                    progress_queue.put_nowait(row)
-                except Exception:  # the driver went away or its queue is full: never stop training
-                    pass
-        if save_now:
-            with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
-                folder = Path(tmp)
-                checkpoint.save(folder, nets.fake, nets.generator, state, rank, ema)
-                checkpoint.export_generator(
-                    folder,
-                    nets.generator,
-                    nets.adapter,
-                    config,
-                    rank,
-                    ema,
-                    final=last,
-                    pipeline_folder=pipeline,
-                )
-                ray.train.report(
-                    row,
-                    checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                    checkpoint_dir_name=f"checkpoint_{state.iteration:08d}",
-                )
-        else:
-            ray.train.report(row)
-        window_start, window_iterations = time.perf_counter(), 0
-    if tracker is not None:
-        tracker.close()
+        means = dict(zip(logged, _mean_over_ranks(list(logged.values()), self.device), strict=True))
+        means["nan_dropped_samples"] *= dist.get_world_size()  # a count: the global sum
+        elapsed = time.perf_counter() - self.window_start
+        row = {"iteration": state.iteration, "kimg": state.kimg, "k": metrics.num_steps, **means}
+        row["img_per_s"] = self.window_iterations * self.batch_size / max(elapsed, 1e-9)
+        row["s_per_iteration"] = elapsed / max(self.window_iterations, 1)
+        if self.device.type == "cuda":  # this rank's high-water mark since the run (or resume) started
+            row["gpu_mem_peak_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if self.resumed_from is not None:
+            row["resumed_from_kimg"], self.resumed_from = self.resumed_from, None
+        if self.rank == 0:
+            self._send(row, state.iteration)
+        return row
+
+    def _send(self, row: dict, iteration: int) -> None:
+        if self.tracker is not None:
+            self.tracker.log(row, step=iteration)
+        if self.queue is not None:
+            try:
+                self.queue.put_nowait(row)
+            except Exception:  # the driver went away or its queue is full: never stop training
+                pass
+
+
+def _save_and_report(config: RunConfig, trainee: Trainee, state, rank: int, row: dict, last: bool) -> None:
+    """A checkpoint of every rank's part, reported with `row`; the last one exports G, its
+    pipeline folder straight into the run folder (rank 0), outside the checkpoints."""
+    nets = trainee.nets
+    pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
+    with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
+        folder = Path(tmp)
+        checkpoint.save(folder, nets.fake, nets.generator, state, rank, trainee.ema)
+        checkpoint.export_generator(
+            folder,
+            nets.generator,
+            trainee.adapter,
+            config,
+            rank,
+            trainee.ema,
+            final=last,
+            pipeline_folder=pipeline,
+        )
+        ray.train.report(
+            row,
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"checkpoint_{state.iteration:08d}",
+        )

@@ -11,6 +11,7 @@ def ray_local():
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
     # 2 CPUs: a VAE-encoding actor holds one while the webdataset read tasks use the other
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": always a new cluster, never one a `ray start` elsewhere on the machine left
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -19,11 +19,11 @@ import torch
 
 from sid_ray.config.schema import ConfigError, DataConfig, ModelConfig, RunConfig
 from sid_ray.data import image_pairs
-from sid_ray.data.digits_shards import ensure_digits_shards, write_digits_shards
 from sid_ray.data.image_pairs import encode_pairs, pair_cache_folder, shard_urls
 from sid_ray.data.pair_stream import PairCycle, RankPairs, RankPairStream
 from sid_ray.data.prompts import PROMPT_STREAM
-from sid_ray.models.digits_data import digit_prompt, load_digit_images
+from sid_ray.toys.digits_data import digit_prompt, load_digit_images
+from sid_ray.toys.digits_shards import ensure_digits_shards, write_digits_shards
 
 pytestmark = pytest.mark.ray
 

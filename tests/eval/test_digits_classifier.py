@@ -13,7 +13,7 @@ from sid_ray.eval.digits_classifier import (
     train_digits_classifier,
 )
 from sid_ray.eval.fid import FeatureFID
-from sid_ray.models.digits_data import load_digit_images, train_test_split_indices
+from sid_ray.toys.digits_data import load_digit_images, train_test_split_indices
 
 RECIPE = ClassifierRecipe()
 

@@ -9,9 +9,9 @@ from sid_ray.config.schema import ModelConfig
 from sid_ray.eval.digits_metrics import DigitsQuality
 from sid_ray.eval.evaluate import euler_sampler, evaluate_sampler
 from sid_ray.eval.prompts import digits_prompt_set
-from sid_ray.models.digits import SHIPPED_FOLDER
-from sid_ray.models.digits_data import load_digit_images
 from sid_ray.models.registry import build_adapter
+from sid_ray.toys.digits import SHIPPED_FOLDER
+from sid_ray.toys.digits_data import load_digit_images
 
 pytestmark = pytest.mark.slow
 NUM_SAMPLES = 500

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sid_ray.eval.prompts import TEXT_PROMPTS, PromptSet, digits_prompt_set, text_prompt_set
-from sid_ray.models.digits_data import digit_of_prompt
+from sid_ray.toys.digits_data import digit_of_prompt
 
 
 def test_digits_set_is_balanced_and_labelled() -> None:

@@ -10,9 +10,10 @@ from torch.utils.checkpoint import CheckpointError
 from sid_ray.config.schema import LoraConfig, ModelConfig
 from sid_ray.models.flux import FluxAdapter, FluxGuidance, FluxVelocity
 from sid_ray.models.lora import LoraView, lora_parameters, merged_transformer, unique_storage_bytes
-from sid_ray.sid.step import MicroBatch, SiDSettings, distill_step, parameters_frozen
+from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step, parameters_frozen
 from sid_ray.sid.time_laws import LogitNormal
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from tests.sid.networks import sid_settings
 
 PROMPTS = ["a red cat", "two dogs"]
 
@@ -35,10 +36,12 @@ def optimizer_ids(opt) -> set[int]:
 
 def run_steps(adapter, fake, generator, steps: int = 2, lr: float = 1e-2):
     nets = [TorchTrainedNetwork(m, sid_adam(m.parameters(), lr=lr)) for m in (fake, generator)]
-    settings = SiDSettings(num_steps=4, time_law=LogitNormal(), teacher_guidance=2.0)
+    settings = sid_settings(num_steps=4, time_law=LogitNormal(), teacher_guidance=2.0)
     batch = [MicroBatch(adapter.encode_prompts(PROMPTS), 2)]
     for it in range(steps):
-        distill_step(adapter.teacher, *nets, batch, settings, 0, it, adapter.latent_shape, "cpu")
+        distill_step(
+            SiDNetworks(adapter.teacher, *nets), batch, settings, StepContext(0, it, adapter.latent_shape)
+        )
     return nets
 
 

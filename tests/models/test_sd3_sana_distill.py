@@ -16,9 +16,10 @@ from sid_ray.models.sana import SanaAdapter
 from sid_ray.models.sd3 import SD3Adapter
 from sid_ray.models.tiny.sana import write_tiny_sana
 from sid_ray.models.tiny.sd3 import write_tiny_sd3
-from sid_ray.sid.step import MicroBatch, SiDSettings, distill_step
+from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step
 from sid_ray.sid.time_laws import LogitNormal
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
+from tests.sid.networks import sid_settings
 
 PROMPTS = ["a red cat", "two dogs on a beach"]
 # family -> (adapter class, tiny builder, resolution, LoRA targets that must have been adapted)
@@ -69,7 +70,7 @@ def test_sid_steps_train_generator_and_keep_teacher(folders, name, mode):
 
     nets = [TorchTrainedNetwork(m, sid_adam(m.parameters(), lr=1e-2)) for m in (fake, generator)]
     # the SANA reference run's guidance for teacher and fake network (SID.md 5)
-    settings = SiDSettings(
+    settings = sid_settings(
         num_steps=4,
         time_law=LogitNormal(),
         teacher_guidance=4.5,
@@ -78,7 +79,10 @@ def test_sid_steps_train_generator_and_keep_teacher(folders, name, mode):
     )
     for iteration in range(2):
         metrics = distill_step(
-            adapter.teacher, *nets, [MicroBatch(cond, 2)], settings, 0, iteration, adapter.latent_shape, "cpu"
+            SiDNetworks(adapter.teacher, *nets),
+            [MicroBatch(cond, 2)],
+            settings,
+            StepContext(0, iteration, adapter.latent_shape),
         ).as_floats()
         assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
 

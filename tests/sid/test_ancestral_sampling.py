@@ -4,9 +4,9 @@ import torch
 
 from benchmarks.toy_gmm import toy_config
 from sid_ray.eval.toy_metrics import energy_distance, teacher_ancestral_samples
-from sid_ray.models.gaussian_mixture import label_conditioning
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.sampling import ancestral_sample
+from sid_ray.toys.gaussian_mixture import label_conditioning
 
 SAMPLES = 2000
 

@@ -8,17 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from sid_ray.config import ConfigError, load_config
-from sid_ray.models.digits_data import digit_prompt, load_digit_images
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.gan import (
-    DataAidedSettings,
     bce_per_sample,
     discriminator_loss,
     generator_gan_loss,
 )
-from sid_ray.sid.step import MicroBatch, distill_step
+from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step
+from sid_ray.toys.digits_data import digit_prompt, load_digit_images
 from sid_ray.train.sid_settings import settings_from_config
-from tests.sid.networks import parameters_of, trained_copies
+from tests.sid.networks import data_aided_settings, parameters_of, trained_copies
 
 SEED, ITERATION = 2, 7
 
@@ -48,7 +47,7 @@ def test_bce_terms_match_their_formulas():
 
 
 def test_schedule_holds_g_then_mixes_half_and_half():
-    s = DataAidedSettings(warmup_kimg=2.0, generator_hold_kimg=1.0)
+    s = data_aided_settings(warmup_kimg=2.0, generator_hold_kimg=1.0)
     assert s.generator_holds(0.5) and not s.generator_holds(1.0)
     assert s.generator_mix(1.5) == (1.0, 0.0) and s.generator_mix(2.0) == (0.5, 0.5)
 
@@ -75,23 +74,27 @@ def test_features_are_the_pooled_last_hidden_state(world):
 
 def test_generator_is_held_then_trained_with_the_gan_term(world):
     adapter, settings, micro = world
-    aided = DataAidedSettings(
+    aided = data_aided_settings(
         discriminator_weight=10.0, generator_weight=5.0, warmup_kimg=1.0, generator_hold_kimg=0.5
     )
     settings = dataclasses.replace(settings, data_aided=aided)
     fake, generator = trained_copies(adapter)
     f0, g0 = parameters_of(fake), parameters_of(generator)
-    args = (micro, settings, SEED, ITERATION, adapter.latent_shape, "cpu")
-    held = distill_step(adapter.teacher, fake, generator, *args, kimg=0.25)
+    nets = SiDNetworks(adapter.teacher, fake, generator)
+
+    def at(kimg: float) -> StepContext:
+        return StepContext(SEED, ITERATION, adapter.latent_shape, kimg=kimg)
+
+    held = distill_step(nets, micro, settings, at(0.25))
     assert all(torch.equal(a, b) for a, b in zip(parameters_of(generator), g0, strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(parameters_of(fake), f0, strict=True))
     assert math.log(2) * 10 * 0.5 < float(held.discriminator_loss) < 10 * 5  # BCE of a fresh D
     assert float(held.generator_gan_loss) == 0.0
 
-    warming = distill_step(adapter.teacher, fake, generator, *args, kimg=0.75)
+    warming = distill_step(nets, micro, settings, at(0.75))
     assert float(warming.generator_gan_loss) == 0.0  # L_SiD only before the warm-up ends
     assert any(not torch.equal(a, b) for a, b in zip(parameters_of(generator), g0, strict=True))
-    mixed = distill_step(adapter.teacher, fake, generator, *args, kimg=1.0)
+    mixed = distill_step(nets, micro, settings, at(1.0))
     assert float(mixed.generator_gan_loss) > 0
     assert set(mixed.as_floats()) >= {"loss/discriminator", "loss/generator_gan"}
 
@@ -100,7 +103,7 @@ def test_zero_weights_reduce_to_data_free_sid(world):
     """With lsd = lsg_gan = 0 and no hold, the data-aided step is SiD (F's pass on fakes and
     reals together changes only floating point rounding)."""
     adapter, settings, micro = world
-    aided = DataAidedSettings(
+    aided = data_aided_settings(
         discriminator_weight=0.0, generator_weight=0.0, warmup_kimg=1e9, generator_hold_kimg=0
     )
     runs = []
@@ -109,7 +112,12 @@ def test_zero_weights_reduce_to_data_free_sid(world):
         # rounding moves across zero flips a whole +-lr (seen on another CPU); eps = 1 keeps the
         # step continuous in g, so rounding stays rounding
         fake, generator = trained_copies(adapter, eps=1.0)
-        distill_step(adapter.teacher, fake, generator, micro, s, SEED, ITERATION, adapter.latent_shape, "cpu")
+        distill_step(
+            SiDNetworks(adapter.teacher, fake, generator),
+            micro,
+            s,
+            StepContext(SEED, ITERATION, adapter.latent_shape),
+        )
         runs.append(parameters_of(fake) + parameters_of(generator))
     for a, b in zip(*runs, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
@@ -117,12 +125,15 @@ def test_zero_weights_reduce_to_data_free_sid(world):
 
 def test_a_data_aided_step_without_real_latents_names_the_problem(world):
     adapter, settings, micro = world
-    settings = dataclasses.replace(settings, data_aided=DataAidedSettings())
+    settings = dataclasses.replace(settings, data_aided=data_aided_settings())
     no_real = [dataclasses.replace(micro[0], real=None)]
     fake, generator = trained_copies(adapter)
     with pytest.raises(ValueError, match="real latents"):
         distill_step(
-            adapter.teacher, fake, generator, no_real, settings, SEED, ITERATION, adapter.latent_shape, "cpu"
+            SiDNetworks(adapter.teacher, fake, generator),
+            no_real,
+            settings,
+            StepContext(SEED, ITERATION, adapter.latent_shape),
         )
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
+from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
 
 
 def _monte_carlo_velocity(mixture, x_t, t, label, n=400_000, seed=0):

@@ -8,7 +8,7 @@ import torch
 from sid_ray.config import ConfigError, load_config
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.rollout import draw_num_steps
-from sid_ray.sid.step import MicroBatch, distill_step, fake_update, generator_update
+from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step, fake_update, generator_update
 from sid_ray.train.sid_settings import settings_from_config
 from tests.sid.networks import parameters_of, trained_copies
 
@@ -31,26 +31,22 @@ def test_two_fake_updates_are_two_f_steps_on_fresh_noise_then_one_g_step(world):
     adapter, settings, micro = world
     shape = adapter.latent_shape
     fake, generator = trained_copies(adapter)
+    ctx = StepContext(SEED, ITERATION, shape)
     metrics = distill_step(
-        adapter.teacher,
-        fake,
-        generator,
+        SiDNetworks(adapter.teacher, fake, generator),
         micro,
         dataclasses.replace(settings, fake_updates=2),
-        SEED,
-        ITERATION,
-        shape,
-        "cpu",
+        ctx,
     )
     assert (_adam_steps(fake), _adam_steps(generator)) == (2, 1)
 
     # the same by hand: F on the "fake" stream, F on the "fake/1" stream, then G
     fake_ref, generator_ref = trained_copies(adapter)
-    k = draw_num_steps(settings.num_steps, SEED, ITERATION)
-    args = (micro, settings, k, SEED, ITERATION, shape, "cpu")
-    first, _ = fake_update(fake_ref, generator_ref, *args, phase="fake")
-    second, _ = fake_update(fake_ref, generator_ref, *args, phase="fake/1")
-    generator_update(adapter.teacher, fake_ref, generator_ref, *args)
+    ctx = dataclasses.replace(ctx, k=draw_num_steps(settings.num_steps, SEED, ITERATION))
+    nets = SiDNetworks(adapter.teacher, fake_ref, generator_ref)
+    first, _ = fake_update(nets, micro, settings, ctx, phase="fake")
+    second, _ = fake_update(nets, micro, settings, ctx, phase="fake/1")
+    generator_update(nets, micro, settings, ctx)
     assert float(first) != float(second)  # another noise draw, and F has moved
     assert float(metrics.fake_loss) == float(second)
     for a, b in zip(
@@ -62,7 +58,7 @@ def test_two_fake_updates_are_two_f_steps_on_fresh_noise_then_one_g_step(world):
 
     # one update (the default) is a different iteration: F took one step only
     fake_one, generator_one = trained_copies(adapter)
-    distill_step(adapter.teacher, fake_one, generator_one, micro, settings, SEED, ITERATION, shape, "cpu")
+    distill_step(SiDNetworks(adapter.teacher, fake_one, generator_one), micro, settings, ctx)
     assert _adam_steps(fake_one) == 1
     assert any(
         not torch.equal(a, b) for a, b in zip(parameters_of(fake_one), parameters_of(fake), strict=True)

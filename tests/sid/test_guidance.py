@@ -2,8 +2,8 @@
 
 import torch
 
-from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
 from sid_ray.sid import cfg_combine, classifier_free_guidance
+from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
 
 
 class CountingModel(ExactMixtureTeacher):

@@ -2,11 +2,19 @@
 
 import torch
 
-from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
-from sid_ray.models.toy_mlp import LabelMLPVelocity
-from sid_ray.sid import MicroBatch, SiDSettings, fake_score_loss, generator_loss, make_time_law
+from sid_ray.sid import (
+    MicroBatch,
+    SiDNetworks,
+    StepContext,
+    fake_score_loss,
+    generator_loss_without_nonfinite,
+    make_time_law,
+)
 from sid_ray.sid.gradients import GradientSanitizer
 from sid_ray.sid.step import generator_update, noise_generator, parameters_frozen
+from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
+from sid_ray.toys.mlp import LabelMLPVelocity
+from tests.sid.networks import sid_settings
 
 B = 6
 
@@ -64,7 +72,7 @@ def test_generator_loss_gradient_matches_the_reference_through_both_networks():
     fake = LabelMLPVelocity(2, 8, width=32, depth=2).double()
     generator = PointGenerator()
     cond = label_conditioning(torch.tensor([0, 1, 2, 3, 8, 8]), 8)
-    settings = SiDSettings(
+    settings = sid_settings(
         num_steps=4,
         time_law=make_time_law("logit_normal"),
         teacher_guidance=3.0,
@@ -72,25 +80,15 @@ def test_generator_loss_gradient_matches_the_reference_through_both_networks():
         alpha=1.0,
         generator_loss_scale=100.0,
     )
-    loss, dropped, _ = generator_update(
-        teacher,
-        RecordingNetwork(fake),
-        RecordingNetwork(generator),
-        [MicroBatch(cond, B, noise_key=3)],
-        settings,
-        k=1,
-        seed=11,
-        iteration=5,
-        latent_shape=(2,),
-        device="cpu",
-        dtype=torch.float64,
-    )
+    ctx = StepContext(seed=11, iteration=5, latent_shape=(2,), dtype=torch.float64, k=1)
+    nets = SiDNetworks(teacher, RecordingNetwork(fake), RecordingNetwork(generator))
+    loss, dropped, _ = generator_update(nets, [MicroBatch(cond, B, noise_key=3)], settings, ctx)
     assert dropped.item() == 0
     # F's and T's parameters took no gradient, and stay trainable afterwards
     assert all(p.grad is None for p in fake.parameters())
     assert all(p.requires_grad for p in fake.parameters())
     # replay the step's noise: z, then eps and t (a one-step roll-out draws nothing else)
-    g = noise_generator(11, 5, 3, "generator", "cpu")
+    g = noise_generator(ctx, 3, "generator")
     torch.randn((B, 2), generator=g, dtype=torch.float64)
     eps = torch.randn((B, 2), generator=g, dtype=torch.float64)
     t = settings.time_law.sample(B, generator=g).double()
@@ -117,20 +115,9 @@ def test_teacher_parameters_take_no_gradient_in_the_generator_update():
     fake = LabelMLPVelocity(2, 8, width=16, depth=2).double()
     generator = PointGenerator()
     cond = label_conditioning(torch.arange(B) % 9, 8)
-    settings = SiDSettings(time_law=make_time_law("uniform"))
-    generator_update(
-        teacher,
-        RecordingNetwork(fake),
-        RecordingNetwork(generator),
-        [MicroBatch(cond, B)],
-        settings,
-        1,
-        0,
-        0,
-        (2,),
-        "cpu",
-        torch.float64,
-    )
+    settings = sid_settings(time_law=make_time_law("uniform"))
+    nets = SiDNetworks(teacher, RecordingNetwork(fake), RecordingNetwork(generator))
+    generator_update(nets, [MicroBatch(cond, B)], settings, StepContext(0, 0, (2,), dtype=torch.float64, k=1))
     assert generator.points.grad is not None and generator.points.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is None for p in fake.parameters())
@@ -139,9 +126,8 @@ def test_teacher_parameters_take_no_gradient_in_the_generator_update():
 def test_fake_score_loss_formula():
     g = torch.Generator().manual_seed(0)
     v, x_g, eps = (torch.randn(4, 3, 2, 2, generator=g) for _ in range(3))
-    expected = ((v - (eps - x_g)) ** 2).sum() / 4
+    expected = ((v - (eps - x_g)) ** 2).flatten(1).sum(dim=1)  # per sample; the step scales and reduces
     torch.testing.assert_close(fake_score_loss(v, x_g, eps), expected)
-    torch.testing.assert_close(fake_score_loss(v, x_g, eps, scale=2.5), 2.5 * expected)
 
 
 def test_non_finite_samples_are_dropped_and_counted():
@@ -149,12 +135,12 @@ def test_non_finite_samples_are_dropped_and_counted():
     x_g = torch.randn(4, 3, generator=g, requires_grad=True)
     x_teacher, x_fake = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
     w = torch.rand(4, 1, generator=g)
-    clean = generator_loss(x_g, x_teacher, x_fake, w)
+    clean = generator_loss_without_nonfinite(x_g, x_teacher, x_fake, w, alpha=1.0, scale=100.0)
     x_teacher_bad = x_teacher.clone()
     x_teacher_bad[1, 2] = float("nan")
     x_fake_bad = x_fake.clone()
     x_fake_bad[3, 0] = float("inf")
-    out = generator_loss(x_g, x_teacher_bad, x_fake_bad, w)
+    out = generator_loss_without_nonfinite(x_g, x_teacher_bad, x_fake_bad, w, alpha=1.0, scale=100.0)
     assert out.num_dropped.item() == 2
     assert torch.isfinite(out.loss)
     keep = torch.tensor([0, 2])

@@ -16,7 +16,7 @@ from sid_ray.eval.toy_metrics import (
     teacher_euler_samples,
     worst_relative_mass_error,
 )
-from sid_ray.models.gaussian_mixture import label_conditioning
+from sid_ray.toys.gaussian_mixture import label_conditioning
 from sid_ray.train.local import run_local
 
 pytestmark = pytest.mark.slow

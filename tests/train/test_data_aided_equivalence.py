@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sid_ray.config import load_config
-from sid_ray.data.digits_shards import write_digits_shards
+from sid_ray.toys.digits_shards import write_digits_shards
 from tests.train.conftest import assert_rows_match, generator_update_difference, launch_and_run_local
 
 LOSS_RTOL = 1e-4

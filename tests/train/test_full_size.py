@@ -104,7 +104,7 @@ def test_flux_dev_shared_base_lora_on_one_gpu(tmp_path):
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster
-    ray.init(include_dashboard=False)
+    ray.init(address="local", include_dashboard=False)
     try:
         first, second = train_resume_export(tmp_path, "flux-dev", 512, use_gpu=True)
     finally:

@@ -21,8 +21,8 @@ from sid_ray.eval.toy_metrics import (
     teacher_euler_samples,
     worst_relative_mass_error,
 )
-from sid_ray.models.gaussian_mixture import label_conditioning
 from sid_ray.models.registry import build_adapter
+from sid_ray.toys.gaussian_mixture import label_conditioning
 from sid_ray.train.launcher import launch
 
 SAMPLES = 4000

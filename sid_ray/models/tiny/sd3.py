@@ -26,7 +26,13 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 
-from sid_ray.models.tiny.common import clip_tokenizer, t5_tokenizer, tiny_clip_text_model, tiny_t5_encoder
+from sid_ray.models.tiny.common import (
+    clip_tokenizer,
+    t5_tokenizer,
+    tiny_clip_text_model,
+    tiny_kl_vae,
+    tiny_t5_encoder,
+)
 
 CLIP_L_WIDTH = 16  # hidden size = projection size, as CLIP-L's 768
 CLIP_G_WIDTH = 24  # as CLIP-G's 1280
@@ -60,20 +66,7 @@ def build_transformer() -> SD3Transformer2DModel:
 
 
 def build_vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        latent_channels=LATENT_CHANNELS,
-        norm_num_groups=4,
-        scaling_factor=SD3_VAE_SCALING_FACTOR,
-        shift_factor=SD3_VAE_SHIFT_FACTOR,
-        use_quant_conv=False,  # SD3's VAE has neither quant conv
-        use_post_quant_conv=False,
-    ).eval()
+    return tiny_kl_vae(LATENT_CHANNELS, SD3_VAE_SCALING_FACTOR, SD3_VAE_SHIFT_FACTOR)  # 4 stages: 8x
 
 
 def build_tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:

@@ -11,19 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from sid_ray.config.paths import cache_dir
 from sid_ray.models.base import FlowModel
-from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning
 from sid_ray.sid.flow import interpolate
 from sid_ray.sid.time_laws import Uniform
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SID_RAY_CACHE", Path.home() / ".cache" / "sid_ray"))
+from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning
 
 
 def fit_to_teacher(

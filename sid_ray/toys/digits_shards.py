@@ -1,6 +1,6 @@
 """sklearn's digits as webdataset shards: a real image-text dataset for data-aided runs and tests.
 
-Each sample is `<key>.png` (the 16x16 world image of `sid_ray.models.digits_data`, 8-bit grey)
+Each sample is `<key>.png` (the 16x16 world image of `sid_ray.toys.digits_data`, 8-bit grey)
 and `<key>.txt` (its prompt, "a handwritten seven"), so `encode_pairs` on these shards gives the
 digits teacher's own training distribution. Bytes are deterministic (PNG without timestamps, tar
 members with mtime 0), so the latent cache's key is stable across rebuilds of the same shards.
@@ -34,7 +34,7 @@ def write_digits_shards(folder: str | Path, num_shards: int = 4, limit: int | No
     """
     import webdataset
 
-    from sid_ray.models.digits_data import digit_prompt, load_digit_images
+    from sid_ray.toys.digits_data import digit_prompt, load_digit_images
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

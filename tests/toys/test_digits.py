@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from sid_ray.config.schema import ConfigError, ModelConfig
-from sid_ray.models.digits import SHIPPED_FOLDER, DigitsFluxAdapter, digits_teacher_folder
-from sid_ray.models.digits_data import DIGITS_RESOLUTION, load_digit_images
-from sid_ray.models.digits_teacher import DigitsTeacherRecipe, build_digits_teacher
 from sid_ray.models.registry import build_adapter
+from sid_ray.toys.digits import SHIPPED_FOLDER, DigitsFluxAdapter, digits_teacher_folder
+from sid_ray.toys.digits_data import DIGITS_RESOLUTION, load_digit_images
+from sid_ray.toys.digits_teacher import DigitsTeacherRecipe, build_digits_teacher
 
 QUICK = DigitsTeacherRecipe(vae_steps=3, steps=3, warmup_steps=1)
 

@@ -1,6 +1,6 @@
 """The digits teacher ("digits-flux"): the FLUX adapter on the project's own tiny FLUX folder.
 
-The folder is a stock FluxPipeline trained by `sid_ray.models.digits_teacher` on sklearn's
+The folder is a stock FluxPipeline trained by `sid_ray.toys.digits_teacher` on sklearn's
 digits (16x16 images, prompts "a handwritten seven"). It ships in the repository at
 `SHIPPED_FOLDER` (under 3 MB), so a run finds it without training; when that folder is absent
 (a trimmed install, a changed recipe) it is built on first use into the cache
@@ -19,26 +19,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sid_ray.config.paths import cache_dir
 from sid_ray.config.schema import ConfigError, ModelConfig
-from sid_ray.models.digits_data import DIGITS_RESOLUTION, NUM_DIGITS, digit_of_prompt, digit_prompt
 from sid_ray.models.flux import FluxAdapter
 from sid_ray.models.registry import register
+from sid_ray.toys.digits_data import DIGITS_RESOLUTION, NUM_DIGITS, digit_of_prompt, digit_prompt
 
 SHIPPED_FOLDER = Path(__file__).resolve().parent.parent / "assets" / "digits-flux"
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SID_RAY_CACHE", Path.home() / ".cache" / "sid_ray"))
 
 
 def digits_teacher_folder(build_if_missing: bool = True) -> Path:
     """The shipped teacher folder, else the cached build (trained now if needed, once per machine)."""
     if (SHIPPED_FOLDER / "model_index.json").is_file():
         return SHIPPED_FOLDER
-    from sid_ray.models.digits_teacher import DigitsTeacherRecipe, build_digits_teacher
+    from sid_ray.toys.digits_teacher import DigitsTeacherRecipe, build_digits_teacher
 
     recipe = DigitsTeacherRecipe()
-    folder = _cache_dir() / f"digits-flux-{recipe.key()}"
+    folder = cache_dir() / f"digits-flux-{recipe.key()}"
     if (folder / "model_index.json").is_file():
         return folder
     if not build_if_missing:
@@ -80,10 +77,19 @@ class DigitsFluxAdapter(FluxAdapter):
         """The digit a prompt asks for (the alignment metric's label)."""
         return digit_of_prompt(prompt)
 
+    @classmethod
+    def default_prompts(cls, model: ModelConfig) -> list[str]:
+        """The ten prompts the digits teacher was trained on ("a handwritten zero" ... "nine")."""
+        return [digit_prompt(d) for d in range(NUM_DIGITS)]
 
-def _digit_prompts(model) -> list[str]:
-    """The ten prompts the digits teacher was trained on ("a handwritten zero" ... "nine")."""
-    return [digit_prompt(d) for d in range(NUM_DIGITS)]
+    @classmethod
+    def ensure_images(cls, images: str) -> None:
+        """A folder `data.images` gets the digits world's image-text shards on first use (the
+        data-aided demo); a glob or brace pattern names shards the user made, read as they are."""
+        if not any(c in images for c in "*?{"):
+            from sid_ray.toys.digits_shards import ensure_digits_shards
+
+            ensure_digits_shards(images)
 
 
-register("digits-flux", DigitsFluxAdapter, default_prompts=_digit_prompts)
+register("digits-flux", DigitsFluxAdapter)

@@ -34,9 +34,9 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeli
 
 from sid_ray.config.schema import ModelConfig
 from sid_ray.models.conditioning import TensorConditioning
-from sid_ray.models.digits_data import DIGITS_RESOLUTION, NUM_DIGITS, digit_prompt, load_digit_images
 from sid_ray.models.flux import FluxAdapter
 from sid_ray.models.tiny.common import clip_tokenizer, t5_tokenizer, tiny_clip_text_model, tiny_t5_encoder
+from sid_ray.toys.digits_data import DIGITS_RESOLUTION, NUM_DIGITS, digit_prompt, load_digit_images
 
 TEXT_WIDTH = 32
 LATENT_CHANNELS = 4

@@ -2,7 +2,7 @@
 
 Prompts are class names: "mode 3" conditions on class 3, "" (or "null") is the null condition.
 F and G are label-conditioned MLPs; they start as copies of the teacher only after being fitted
-to its velocity (`sid_ray.train.fit_teacher`), since an MLP cannot be a literal copy of a formula.
+to its velocity (`sid_ray.toys.fit_teacher`), since an MLP cannot be a literal copy of a formula.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
-from sid_ray.models.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
 from sid_ray.models.registry import register
-from sid_ray.models.toy_mlp import LabelMLPVelocity
+from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
+from sid_ray.toys.mlp import LabelMLPVelocity
 
 
 class GaussianMixtureAdapter(TeacherAdapter):
     name = "gmm-ring"
+    family = "gmm"
 
-    def __init__(self, config: ModelConfig | None = None, width: int = 256, depth: int = 4):
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        sid: SiDConfig | None = None,
+        width: int = 256,
+        depth: int = 4,
+    ):
+        # `sid` is the registry's argument; the exact toy teacher needs nothing from that section
         self.mixture = ring_mixture()
         self._teacher = ExactMixtureTeacher(self.mixture)
         self.width, self.depth = width, depth
@@ -41,7 +49,7 @@ class GaussianMixtureAdapter(TeacherAdapter):
     def make_trainable_copy(self, role: str) -> FlowModel:
         """An MLP fitted to the exact velocity (fitted once, cached); F and G get equal copies."""
         if self._fitted is None:
-            from sid_ray.train.fit_teacher import fit_to_teacher
+            from sid_ray.toys.fit_teacher import fit_to_teacher
 
             self._fitted = LabelMLPVelocity(
                 self.mixture.dim, self.mixture.num_classes, self.width, self.depth
@@ -49,9 +57,11 @@ class GaussianMixtureAdapter(TeacherAdapter):
             fit_to_teacher(self._teacher, self._fitted, steps=self.fit_steps, cache_key=self.name)
         return copy.deepcopy(self._fitted)
 
-    def default_prompts(self) -> list[str]:
+    @classmethod
+    def default_prompts(cls, model: ModelConfig) -> list[str]:
         """Class prompts in proportion to the class prior, plus 20% null prompts."""
-        counts = (self.mixture.class_prior / self.mixture.class_prior.min()).round().long().tolist()
+        prior = ring_mixture().class_prior
+        counts = (prior / prior.min()).round().long().tolist()
         prompts = [f"mode {c}" for c, n in enumerate(counts) for _ in range(n)]
         return prompts + [""] * (len(prompts) // 4)
 
@@ -75,9 +85,4 @@ class GaussianMixtureAdapter(TeacherAdapter):
         return label
 
 
-def build(config: ModelConfig, sid: SiDConfig | None = None) -> GaussianMixtureAdapter:
-    """Registry builder; the exact toy teacher needs nothing from the SiD section."""
-    return GaussianMixtureAdapter(config)
-
-
-register("gmm-ring", build, default_prompts=lambda model: GaussianMixtureAdapter(model).default_prompts())
+register("gmm-ring", GaussianMixtureAdapter)

@@ -1,0 +1,10 @@
+"""The toy worlds: teachers whose answers are known, for tests, the demo and the method's checks.
+
+- the exact Gaussian-mixture teacher ("gmm-ring": `gaussian_mixture`, its adapter, the MLP copies
+  of F and G and their fit to the exact velocity),
+- the digits teacher ("digits-flux": a tiny real FLUX pipeline trained here on sklearn's digits,
+  its data, its image-text shards and its adapter).
+
+`sid_ray.models` holds the families users distill (FLUX, SD3, SANA); the toys build on it and on
+`sid_ray.sid`, never on `sid_ray.train` (tests/sid/test_import_isolation.py holds the order).
+"""

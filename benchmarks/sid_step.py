@@ -75,7 +75,7 @@ class Measurement:
 def forward_flops(config: RunConfig) -> float:
     """FLOPs of one image-forward of the teacher's transformer (see the module docstring)."""
     with torch.device("meta"):
-        adapter = build_adapter(_meta_config(config))
+        adapter = build_adapter(_plain_teacher_config(config))
     transformer, flops = adapter.transformer, [0.0]
 
     def count_linear(module, inputs, output):
@@ -107,7 +107,7 @@ def forward_flops(config: RunConfig) -> float:
     return flops[0]
 
 
-def _meta_config(config: RunConfig) -> RunConfig:
+def _plain_teacher_config(config: RunConfig) -> RunConfig:
     """The run's teacher as one plain transformer: no LoRA (its FLOPs are under 1% at rank 64),
     no checkpointing."""
     lora = dataclasses.replace(config.model.lora, mode="full")
@@ -215,14 +215,15 @@ def at_expected_k(img_per_s: float, ks: list[int], num_steps: int) -> float:
 def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> Measurement:
     """The same iteration written plainly on one GPU (see `plain_sid_iteration`)."""
     device = torch.device(args.device)
-    plain = _meta_config(config)
+    plain = _plain_teacher_config(config)
     with torch.device(device):
         adapter = build_adapter(plain)
     nets = plain_networks(adapter, args.rank, config.model.gradient_checkpointing)
     optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=1e-6) for role in ("fake", "generator")}
     cond = adapter.encode_prompts(["a photo"] * config.train.micro_batch_size).to(device, adapter.dtype)
     seconds, ks = [], []
-    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for iteration in range(args.warmup + args.iterations):
         k = draw_num_steps(config.sid.num_steps, config.train.seed, iteration)
         _sync(device)

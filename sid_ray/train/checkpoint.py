@@ -53,6 +53,12 @@ class TrainState:
     k_stream: str = "sid-k/{seed}/{iteration}"  # how k is derived (documentation for readers)
     mlflow_run_id: str = ""
 
+    def advance_to(self, iterations_done: int, batch_size: int) -> None:
+        """The counters after `iterations_done` iterations of `batch_size` images."""
+        self.iteration = iterations_done
+        self.kimg = iterations_done * batch_size / 1000
+        self.data_position = iterations_done * batch_size
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 

@@ -108,11 +108,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     reporter = Reporter(config, rank, device, tracker, loop_config.get("progress_queue"), resumed_from)
     batches = rank_batches(config, rank, state.iteration)
     for done, metrics in iterations(config, trainee, batches, state.iteration, total_iterations):
-        state.iteration, state.kimg, state.data_position = (
-            done,
-            done * train.batch_size / 1000,
-            done * train.batch_size,
-        )
+        state.advance_to(done, train.batch_size)
         last = done == total_iterations
         save_now = done % checkpoint_every == 0 or last
         if not (save_now or done % train.log_every == 0):

@@ -69,6 +69,7 @@ class Measurement:
     # img/s per GPU rescaled from the timed iterations' k to E[k] = (K + 1) / 2 by the (2k + 9)
     # forward count: a few timed iterations draw a k mix lighter or heavier than a run's
     img_per_s_at_expected_k: float = 0.0
+    compile: str = "off"  # train.compile of the product; the baseline runs eagerly, as written plainly
 
 
 # --- model FLOPs -------------------------------------------------------------------------------
@@ -122,10 +123,17 @@ def _meta_conditioning(adapter, batch: int):
 
 # --- the product path ----------------------------------------------------------------------------
 def product_config(
-    args, mode: str, resolution: int, batch: int, gpus: int, out: Path, policy: str = "all"
+    args,
+    mode: str,
+    resolution: int,
+    batch: int,
+    gpus: int,
+    out: Path,
+    policy: str = "all",
+    compiled: str = "off",
 ) -> RunConfig:
     config = RunConfig()
-    config.name = f"{args.model}-{mode}-{resolution}-b{batch}-{policy}"
+    config.name = f"{args.model}-{mode}-{resolution}-b{batch}-{policy}-compile-{compiled}"
     config.output_dir = str(out / "runs")
     iterations = args.warmup + args.iterations
     overrides = [
@@ -152,6 +160,7 @@ def product_config(
         "train.keep_checkpoints=1",
         "train.max_failures=0",
         f"train.attention_backend={args.attention_backend}",
+        f"train.compile={compiled}",
         f"data.prompts={_prompt_file(out)}",
         *args.set,
     ]
@@ -202,6 +211,7 @@ def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measur
         forward_tflop=forward / 1e12,
         mean_k=sum(ks) / len(ks),
         img_per_s_at_expected_k=at_expected_k(per_gpu * len(seconds) / total_time, ks, config.sid.num_steps),
+        compile=config.train.compile if path == "product" else "off",
     )
 
 
@@ -341,6 +351,13 @@ def main() -> None:
         help="model.checkpoint_policy",
     )
     parser.add_argument("--attention-backend", default="auto")
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        choices=["off", "blocks"],
+        help="train.compile values to time",
+    )
     parser.add_argument("--baseline", action="store_true", help="also time the plain single-GPU iteration")
     parser.add_argument("--skip-product", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -363,7 +380,8 @@ def main() -> None:
         for mode in args.modes:
             for resolution, batch in zip(args.resolutions, args.batches, strict=True):
                 configs = [
-                    product_config(args, mode, resolution, batch, gpus, Path(tmp), policy)
+                    product_config(args, mode, resolution, batch, gpus, Path(tmp), policy, compiled)
+                    for compiled in args.compile
                     for policy in args.checkpoint_policies
                 ]
                 forward = forward_flops(configs[0])
@@ -384,7 +402,7 @@ def main() -> None:
 
 def _line(m: Measurement) -> str:
     return (
-        f"{m.path:8s} {m.model} {m.mode} ckpt={m.policy} {m.resolution}px x{m.images_per_gpu} on {m.gpus} GPU: "
+        f"{m.path:8s} {m.model} {m.mode} ckpt={m.policy} compile={m.compile} {m.resolution}px x{m.images_per_gpu} on {m.gpus} GPU: "
         f"{m.s_per_iteration:.2f} s/it, {m.img_per_s_per_gpu:.3f} img/s/GPU, peak {m.peak_gib:.1f} GiB, "
         f"MFU {100 * m.mfu:.1f}% (forward {m.forward_tflop:.2f} TFLOP, mean k {m.mean_k:.2f})"
     )
@@ -392,16 +410,16 @@ def _line(m: Measurement) -> str:
 
 def table(results: list[Measurement]) -> str:
     lines = [
-        "| path | model | mode | checkpointing | res | img/GPU | GPUs | s/it | img/s/GPU | img/s/GPU at E[k] "
-        "| peak GiB | MFU | vs baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| path | model | mode | checkpointing | compile | res | img/GPU | GPUs | s/it | img/s/GPU "
+        "| img/s/GPU at E[k] | peak GiB | MFU | vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     baseline = {(m.model, m.resolution): m for m in results if m.path == "baseline"}
     for m in results:
         base = baseline.get((m.model, m.resolution))
         ratio = f"{m.img_per_s_per_gpu / base.img_per_s_per_gpu:.2f}x" if base and m is not base else ""
         lines.append(
-            f"| {m.path} | {m.model} | {m.mode} | {m.policy} | {m.resolution} | {m.images_per_gpu} | {m.gpus} | "
+            f"| {m.path} | {m.model} | {m.mode} | {m.policy} | {m.compile} | {m.resolution} | {m.images_per_gpu} | {m.gpus} | "
             f"{m.s_per_iteration:.2f} | {m.img_per_s_per_gpu:.3f} | {m.img_per_s_at_expected_k:.3f} | {m.peak_gib:.1f} | "
             f"{100 * m.mfu:.1f}% | {ratio} |"
         )

@@ -251,6 +251,15 @@ class TrainConfig:
         "scaled-dot-product attention kernel on GPUs: auto = flash, then memory-efficient, then math "
         "(cuDNN's backward fails inside full-size DiTs on torch 2.11); on CPU torch picks",
     )
+    compile: Literal["off", "blocks"] = option(
+        "off",
+        "torch.compile: blocks = each transformer block class compiled once (static shapes; the first "
+        "iterations pay minutes of compilation, then fused kernels); off = eager",
+    )
+    compile_backend: str = option(
+        "inductor",
+        "torch.compile backend with train.compile=blocks (aot_eager: trace without codegen, to debug)",
+    )
     export_pipeline: bool = option(
         True,
         "write a stock diffusers pipeline folder of G (export/pipeline) in the run's last checkpoint; "

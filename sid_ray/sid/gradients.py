@@ -18,7 +18,20 @@ class GradientSanitizer:
 
     def __init__(self, module: torch.nn.Module):
         self.non_finite = None
-        self._handles = [p.register_hook(self._sanitize) for p in module.parameters() if p.requires_grad]
+        self._handles = [
+            p.register_hook(self._hook_for(name)) for name, p in module.named_parameters() if p.requires_grad
+        ]
+
+    def _hook_for(self, name: str):
+        def hook(grad: torch.Tensor | None) -> torch.Tensor:
+            if grad is None:  # autograd passed an undefined gradient: the optimiser would fail obscurely
+                raise RuntimeError(
+                    f"no gradient reached the trained parameter {name} in this backward pass (seen with "
+                    "train.compile=blocks at FLUX.1-dev size on torch 2.11's inductor); set train.compile=off"
+                )
+            return self._sanitize(grad)
+
+        return hook
 
     def _sanitize(self, grad: torch.Tensor) -> torch.Tensor:
         bad = (~torch.isfinite(grad)).sum()

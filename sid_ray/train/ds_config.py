@@ -78,6 +78,8 @@ def trained_network_config(config: RunConfig, role: str) -> dict[str, Any]:
                 # torch's Adam: DeepSpeed's fused CPU/GPU Adam ops are not built in this install
                 "torch_adam": True,
                 "adam_w_mode": False,
+                # torch's fused CUDA kernel: one launch per step instead of a few per tensor
+                "fused": config.train.use_gpu,
             },
         },
         "gradient_clipping": optim.grad_clip,

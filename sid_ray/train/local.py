@@ -25,6 +25,7 @@ from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.loop import Batch, Trainee, iterations
+from sid_ray.train.parallelize import transform_networks
 from sid_ray.train.prompt_cycle import PromptCycle
 
 
@@ -67,6 +68,9 @@ def run_local(
     device = torch.device(device or ("cuda" if train.use_gpu else "cpu"))
     select_attention_backend(train.attention_backend, device)
     trainee = _trainee(config, device)
+    if log:
+        for note in trainee.notes:  # what checkpointing and compilation were applied
+            log(note)
     batches = _batches(config, prompts, pairs)  # after the networks: as the RNG streams always were
     iterations_total = math.ceil(train.total_kimg * 1000 / train.batch_size)
     result = LocalResult(trainee.adapter, trainee.nets.generator.module, trainee.nets.fake.module)
@@ -94,12 +98,15 @@ def _trainee(config: RunConfig, device: torch.device) -> Trainee:
     dtype = torch_dtype(config.model.dtype)
     fake = adapter.make_trainable_copy("fake").to(device, dtype)
     generator = adapter.make_trainable_copy("generator").to(device, dtype)
+    notes = transform_networks(config, adapter, fake, generator)
     micro_per_iteration = train.batch_size // train.micro_batch_size
     fake_net = _network(fake, config, config.optim.fake_lr, micro_per_iteration)
     generator_net = _network(generator, config, config.optim.generator_lr, micro_per_iteration)
     ema = ParameterEMA(generator, train.ema_halflife_kimg) if train.ema_halflife_kimg > 0 else None
     nets = SiDNetworks(adapter.teacher, fake_net, generator_net)
-    return Trainee(adapter, nets, fake_net.optimizer, generator_net.optimizer, ema, device, dtype)
+    return Trainee(
+        adapter, nets, fake_net.optimizer, generator_net.optimizer, ema, device, dtype, notes=notes
+    )
 
 
 def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Batch]:

@@ -11,7 +11,7 @@ reduced metric row, a Ray report and checkpoints).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ class Trainee:
     device: torch.device
     dtype: torch.dtype  # of the latents and conditions entering the networks
     first_noise_key: int = 0  # rank x micro-batches per iteration: keys are global over ranks
+    notes: list[str] = field(default_factory=list)  # how the networks run, for the log
 
 
 def iterations(

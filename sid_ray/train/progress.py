@@ -77,6 +77,12 @@ class ProgressPrinter:
             row = self.queue.get(timeout=timeout)
         except Empty:
             return
+        if "message" in row:  # a worker's one-off line (how the networks run), not a metric row
+            if self._line_open:
+                sys.stderr.write("\n")
+                self._line_open = False
+            self._write(row["message"])
+            return
         self.rows.append(row)
         if self.show_lines:
             self._show(format_row(row, self.total_kimg))

@@ -29,14 +29,10 @@ from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.train import checkpoint
 from sid_ray.train.attention import select_attention_backend
-from sid_ray.train.ds_config import check_batch, teacher_config, trained_network_config
+from sid_ray.train.ds_config import check_batch
 from sid_ray.train.ema import ParameterEMA
-from sid_ray.train.engines import (
-    EngineVelocity,
-    build_teacher,
-    build_trained_network,
-)
 from sid_ray.train.loop import Batch, Trainee, iterations
+from sid_ray.train.parallelize import parallelize
 from sid_ray.train.tracking import make_tracker
 
 
@@ -58,30 +54,12 @@ def _trainable_copies(adapter, config: RunConfig, rank: int):
     return fake, generator
 
 
-def build_networks(config: RunConfig, rank: int, device: torch.device) -> tuple[object, SiDNetworks]:
-    """The adapter, and T, F and G as the ZeRO stages of `model.lora.mode` need them."""
+def build_networks(config: RunConfig, rank: int, device: torch.device) -> tuple[object, SiDNetworks, str]:
+    """The adapter, T, F and G as `parallelize` runs them, and its line saying how."""
     adapter = build_adapter_on(config, device)
     fake_module, generator_module = _trainable_copies(adapter, config, rank)
-    if config.model.gradient_checkpointing:
-        adapter.set_gradient_checkpointing(True, [fake_module, generator_module])
-    shared_base = config.model.lora.mode == "shared_base"
-    fake_cfg = trained_network_config(config, "fake")
-    generator_cfg = trained_network_config(config, "generator")
-    if config.model.lora.mode != "full":
-        # LoRA views expose only their adapter weights as parameters(); ZeRO-3 then partitions
-        # tensors that its gather hooks never fetch (measured: flux-tiny fails in G's first
-        # forward). In shared_base mode F, G and T also share one base, which ZeRO-3 would
-        # partition once per engine. Stage 2 shards what each engine trains (its LoRA weights,
-        # their gradients and Adam state); the frozen base stays replicated.
-        for ds in (fake_cfg, generator_cfg):
-            ds["zero_optimization"] = {**ds["zero_optimization"], "stage": 2}
-    fake = build_trained_network(fake_module.to(device), fake_cfg)
-    generator = build_trained_network(generator_module.to(device), generator_cfg)
-    if shared_base:
-        teacher = EngineVelocity(adapter.teacher, through_engine=False)
-    else:
-        teacher = build_teacher(adapter.teacher.to(device), teacher_config(config))
-    return adapter, SiDNetworks(teacher, fake, generator)
+    nets, plan = parallelize(config, adapter, fake_module, generator_module, device)
+    return adapter, nets, plan
 
 
 def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[float]:
@@ -100,12 +78,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
     train = config.train
     total_iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     checkpoint_every = max(1, round(train.checkpoint_every_kimg * 1000 / train.batch_size))
+    attention = select_attention_backend(train.attention_backend, device)
     trainee = build_trainee(config, rank, device)
     state, resumed_from = _restore(config, trainee, rank)
     tracker = make_tracker(config, rank, state.mlflow_run_id)
     if tracker is not None:
         state.mlflow_run_id = tracker.run_id
     reporter = Reporter(config, rank, device, tracker, loop_config.get("progress_queue"), resumed_from)
+    reporter.say(attention, *trainee.notes)
     batches = rank_batches(config, rank, state.iteration)
     for done, metrics in iterations(config, trainee, batches, state.iteration, total_iterations):
         state.advance_to(done, train.batch_size)
@@ -130,21 +110,22 @@ def _join_process_group(config: RunConfig) -> tuple[int, torch.device]:
     assert world == config.train.num_workers, (world, config.train.num_workers)
     device = ray.train.torch.get_device()
     deepspeed.init_distributed(dist_backend="nccl" if config.train.use_gpu else "gloo")
-    attention = select_attention_backend(config.train.attention_backend, device)
-    if rank == 0:
-        print(attention, flush=True)
     return rank, device
 
 
 def build_trainee(config: RunConfig, rank: int, device: torch.device) -> Trainee:
     """The networks as DeepSpeed engines, G's EMA (on this rank's ZeRO partition), and this
     rank's place in the global noise keys (rank x micro-batches per iteration)."""
-    adapter, nets = build_networks(config, rank, device)
+    adapter, nets, plan = build_networks(config, rank, device)
     halflife = config.train.ema_halflife_kimg
     ema = ParameterEMA(nets.generator.engine.module, halflife) if halflife > 0 else None
     optimizers = nets.fake.engine.optimizer, nets.generator.engine.optimizer
     first_key = rank * check_batch(config)
-    return Trainee(adapter, nets, *optimizers, ema, device, latent_dtype(config), first_noise_key=first_key)
+    trainee = Trainee(
+        adapter, nets, *optimizers, ema, device, latent_dtype(config), first_noise_key=first_key
+    )
+    trainee.notes.append(f"networks: {plan}")
+    return trainee
 
 
 def _restore(config: RunConfig, trainee: Trainee, rank: int) -> tuple[checkpoint.TrainState, float | None]:
@@ -210,12 +191,23 @@ class Reporter:
             self._send(row, state.iteration)
         return row
 
+    def say(self, *lines: str) -> None:
+        """Rank 0's one-off lines (how the networks run) to the driver's console, which prints
+        them even when worker output is off (`--verbose` shows it)."""
+        if self.rank == 0:
+            for line in lines:
+                print(line, flush=True)  # the worker's own log
+                self._put({"message": line})
+
     def _send(self, row: dict, iteration: int) -> None:
         if self.tracker is not None:
             self.tracker.log(row, step=iteration)
+        self._put(row)
+
+    def _put(self, item: dict) -> None:
         if self.queue is not None:
             try:
-                self.queue.put_nowait(row)
+                self.queue.put_nowait(item)
             except Exception:  # the driver went away or its queue is full: never stop training
                 pass
 

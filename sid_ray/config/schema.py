@@ -84,6 +84,11 @@ class ModelConfig:
         "on the worker's device, and tiny text encoders / VAE with the real output widths (benchmarks "
         "and full-size tests without a download)",
     )
+    load_text_encoders: bool = option(
+        True,
+        "build the teacher with its text encoders; training from data.embedding_cache runs its "
+        "workers with false (tokenizers only: no encoder weights in memory; an export loads them then)",
+    )
     toy_fit_steps: int = option(
         3000, "toy teachers only: Adam steps fitting the MLP copies of F and G to the exact velocity"
     )
@@ -199,11 +204,40 @@ class OptimConfig:
 @dataclass
 class DataConfig:
     prompts: str = option(
-        "", "prompt source: .txt (one a line), .jsonl ({'prompt': ...}) or .parquet; empty = built-in"
+        "",
+        "prompt sources, ';'-separated: .txt (one a line), .jsonl/.json ({'prompt': ...}) or .parquet "
+        "files, folders of them or globs; local paths or s3:// gs:// URIs; empty = built-in",
     )
     prompt_column: str = option("prompt", "column / key holding the prompt text in jsonl and parquet files")
+    dedupe_prompts: bool = option(True, "drop repeated prompts (after stripping), keeping the first")
+    min_prompt_chars: int = option(
+        0, "prompts shorter than this (after stripping) are dropped and counted; 0 keeps the empty prompt"
+    )
+    max_prompt_chars: int = option(0, "prompts longer than this are dropped and counted; 0 = no limit")
+    eval_prompt_fraction: float = option(
+        0.0,
+        "share of the prompts held out for evaluation, chosen by prompt hash (the same prompt is "
+        "always on the same side), never trained on; 0 = none",
+    )
     embedding_cache: str = option(
-        "", "folder of cached prompt embeddings (parquet shards); empty = encode on the fly"
+        "",
+        "folder of cached prompt embeddings (parquet shards, jobs/embed.py); when set, training "
+        "reads it (built first if missing or stale) and workers load no text encoders; "
+        "empty = encode on the fly",
+    )
+    embed_workers: int = option(
+        1,
+        "actors that encode prompts into data.embedding_cache (each reserves a GPU with train.use_gpu, else a CPU)",
+    )
+    embed_batch_size: int = option(32, "prompts per text-encoder forward in the embedding job")
+    stream_cpus: float = option(
+        1.0,
+        "CPUs the launcher keeps free beside the training workers for the Ray Data stream feeding "
+        "them (a run that cannot keep them is refused at start instead of hanging); 0 = no check "
+        "(autoscaling clusters whose nodes join later)",
+    )
+    embedding_shard_size: int = option(
+        1024, "prompts per parquet shard of the embedding cache (the unit a resumed embedding job skips)"
     )
     shuffle_seed: int = option(0, "seed of the prompt shuffle")
     images: str = option(
@@ -222,6 +256,12 @@ class DataConfig:
 
     def validate(self, path: str) -> None:
         _require(self.encode_workers >= 1, f"{path}.encode_workers", "must be >= 1")
+        for name in ("embed_workers", "embed_batch_size", "embedding_shard_size"):
+            _require(getattr(self, name) >= 1, f"{path}.{name}", "must be >= 1")
+        _require(self.stream_cpus >= 0, f"{path}.stream_cpus", "must be >= 0 (0 = no check)")
+        for name in ("min_prompt_chars", "max_prompt_chars"):
+            _require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0 (0 = no limit)")
+        _require(0 <= self.eval_prompt_fraction < 1, f"{path}.eval_prompt_fraction", "must be in [0, 1)")
 
 
 @dataclass
@@ -241,6 +281,11 @@ class TrainConfig:
     seed: int = option(0, "seed of every random stream (noise, k, data order)")
     cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each training worker")
     gpus_per_worker: float = option(1.0, "GPUs Ray reserves for each training worker when use_gpu")
+    gpu_memory_gib: float = option(
+        0.0,
+        "memory of one GPU in GiB (A100/H100 80 GB: 80, H200: 140); when set, a use_gpu run whose "
+        "planned memory per GPU (jobs/plan.py) does not fit is refused before any worker starts; 0 = unknown",
+    )
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = option(
         "PACK", "how Ray places the workers across nodes (STRICT_SPREAD: one worker per node)"
     )
@@ -283,6 +328,7 @@ class TrainConfig:
         _require(self.total_kimg > 0, f"{path}.total_kimg", "must be positive")
         _require(self.ema_halflife_kimg >= 0, f"{path}.ema_halflife_kimg", "must be >= 0 (0 = off)")
         _require(self.cpus_per_worker > 0, f"{path}.cpus_per_worker", "must be positive")
+        _require(self.gpu_memory_gib >= 0, f"{path}.gpu_memory_gib", "must be >= 0 (0 = unknown)")
         _require(self.max_failures >= 0, f"{path}.max_failures", "must be >= 0")
         _require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0")
 

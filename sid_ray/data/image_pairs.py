@@ -36,8 +36,9 @@ import numpy as np
 
 from sid_ray.config.paths import cache_dir
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.tar_samples import tar_samples
 
-TABLE_VERSION = 1  # bump when the table's layout or the decoding changes
+TABLE_VERSION = 2  # bump when the table's layout or the decoding changes (2: our tar reader)
 _MAX_LOGGED_SKIPS = 20  # skipped sample keys kept in meta.json (the counts are always complete)
 
 
@@ -148,8 +149,10 @@ class _SampleFields:
         out = {"key": str(sample.get("__key__")), "url": str(sample.get("__url__")), "caption": ""}
         image_key = next((k for k in self.image_keys if sample.get(k) is not None), None)
         caption_key = next((k for k in self.caption_keys if sample.get(k) is not None), None)
-        image, problem = np.zeros((r, r, 3), np.uint8), ""
-        if image_key is None:
+        image, problem = np.zeros((r, r, 3), np.uint8), sample.get("__problem__", "")
+        if problem:
+            pass  # a broken stretch of the shard (sid_ray.data.tar_samples): counted, nothing to decode
+        elif image_key is None:
             problem = f"no image (tried {self.image_keys})"
         elif caption_key is None:
             problem = f"no caption (tried {self.caption_keys})"
@@ -163,6 +166,16 @@ class _SampleFields:
             except Exception as err:  # PIL raises many types for corrupted files
                 problem = problem or f"image .{image_key} does not decode ({type(err).__name__})"
         return {**out, "image": image, "problem": problem}
+
+
+class _ShardSamples:
+    """Ray Data flat_map: one shard file's bytes -> its samples' fixed columns."""
+
+    def __init__(self, fields: _SampleFields):
+        self.fields = fields
+
+    def __call__(self, row: dict) -> list[dict]:
+        return [self.fields(sample) for sample in tar_samples(bytes(row["bytes"]), str(row["path"]))]
 
 
 def _decode_image(data: bytes, resolution: int) -> np.ndarray:
@@ -189,10 +202,11 @@ class _VaeEncoder:
     def __init__(self, config: RunConfig):
         import torch
 
-        from sid_ray.models.registry import build_adapter
+        from sid_ray.models.registry import adapter_class
 
         self.device = torch.device("cuda" if config.train.use_gpu and torch.cuda.is_available() else "cpu")
-        self.adapter = build_adapter(config)
+        # the VAE alone where the family allows: no transformer or text encoder weights in the actor
+        self.adapter = adapter_class(config.model.name).image_encoder(config.model)
         if self.device.type == "cuda":
             self.adapter.to(self.device)
         self.shape = tuple(self.adapter.latent_shape)
@@ -326,9 +340,10 @@ def _encoded_samples(config: RunConfig, urls: list[str], image_keys, caption_key
     import ray.data
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # the table's order
-    ds = ray.data.read_webdataset(
-        urls, decoder=_SampleFields(image_keys, caption_keys, config.model.resolution)
-    )
+    # our tar reader, not read_webdataset: broken members are counted instead of failing the read
+    # or silently ending the shard (sid_ray.data.tar_samples)
+    fields = _SampleFields(image_keys, caption_keys, config.model.resolution)
+    ds = ray.data.read_binary_files(urls, include_paths=True).flat_map(_ShardSamples(fields))
     resources = {"num_gpus": 1} if config.train.use_gpu else {"num_cpus": 1}
     return ds.map_batches(
         _VaeEncoder,

@@ -14,17 +14,16 @@ in a worker returns the iterator of its rank's rows; no rank ever reads another'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import ray
-import ray.data
 import torch
 from ray.train import DataConfig
 
-from sid_ray.config.schema import ConfigError
 from sid_ray.config.schema import DataConfig as PromptDataConfig
+from sid_ray.data.prompt_sources import read_prompt_set
 
 # Used when `data.prompts` is empty and the teacher has no built-in prompt list of its own
 # (the toy adapters have their own lists: `TeacherAdapter.default_prompts`): enough
@@ -120,39 +119,18 @@ def rows_per_rank(total_iterations: int, batch_size: int, world: int) -> int:
     return total_iterations * (batch_size // world)
 
 
-def read_prompts(data: PromptDataConfig, default: list[str] | None = None) -> list[str]:
+def read_prompts(
+    data: PromptDataConfig, default: list[str] | None = None, log: Callable[[str], None] = print
+) -> list[str]:
     """The prompt list of a run: `data.prompts` read with Ray Data (local, s3://, gs://), cleaned
-    (whitespace stripped) and de-duplicated in first-seen order; or `default` when unset."""
-    source = data.prompts
-    if not source:
+    and counted by `sid_ray.data.prompt_sources` (rows it dropped are logged, never silent); or
+    `default` when unset."""
+    if not data.prompts:
         return list(default) if default else list(BUILTIN_PROMPTS)
-    if "://" not in source and not Path(source).exists():
-        raise ConfigError(f"data.prompts: {source} does not exist; give a .txt, .jsonl or .parquet file")
-    suffix = Path(source.split("?")[0]).suffix.lower()
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # the file's order is the list's order
-    if suffix == ".txt":
-        rows = ray.data.read_text(source).take_all()
-        texts = [r["text"] for r in rows]
-    elif suffix in (".jsonl", ".json"):
-        texts = _column(ray.data.read_json(source, lines=True).take_all(), data.prompt_column, source)
-    elif suffix == ".parquet":
-        ds = ray.data.read_parquet(source, columns=[data.prompt_column])
-        texts = _column(ds.take_all(), data.prompt_column, source)
-    else:
-        raise ConfigError(f"data.prompts: {source} must end in .txt, .jsonl or .parquet")
-    cleaned = list(dict.fromkeys(str(t).strip() for t in texts))
-    if not cleaned:
-        raise ConfigError(f"data.prompts: {source} holds no prompts")
-    return cleaned
-
-
-def _column(rows: list[dict], column: str, source: str) -> list[str]:
-    if rows and column not in rows[0]:
-        raise ConfigError(
-            f"data.prompt_column: {source} has no column {column!r}; columns: {sorted(rows[0])}"
-        )
-    return [r[column] for r in rows]
+    prompt_set = read_prompt_set(data)
+    if prompt_set.counts["lines"] != prompt_set.counts["kept"] or prompt_set.counts.get("empty_file"):
+        log(f"[prompts] {prompt_set.summary()}")
+    return prompt_set.prompts
 
 
 def write_prompts_txt(prompts: list[str], path: str | Path) -> Path:

@@ -55,6 +55,20 @@ class TeacherAdapter(ABC):
         first use; every other teacher reads the user's shards as they are."""
         return None
 
+    @classmethod
+    def image_encoder(cls, config: ModelConfig) -> TeacherAdapter:
+        """An adapter that `encode_images` works on, holding as little as the family allows (the
+        data-aided encode actors build one). By default the whole teacher; DiT families load the
+        VAE alone."""
+        return cls(config)
+
+    @classmethod
+    def text_encoder(cls, config: ModelConfig) -> TeacherAdapter:
+        """An adapter that `encode_prompts` works on, holding as little as the family allows (the
+        embedding job's actors build one). By default the whole teacher; DiT families load the
+        tokenizers and text encoders alone."""
+        return cls(config)
+
     @property
     def device(self) -> torch.device:
         """Where the teacher runs, so evaluation samples there; a formula teacher is on the CPU."""

@@ -21,6 +21,7 @@ scaling and shift factors, and export as a stock pipeline folder.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
+from sid_ray.config.schema import ConfigError, LoraConfig, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
@@ -158,10 +159,53 @@ class DiTAdapter(TeacherAdapter):
         if config.gradient_checkpointing:
             self.set_gradient_checkpointing(True)
 
+    @classmethod
+    def teacher_folder(cls, config: ModelConfig) -> str:
+        """`model.path`, or the family's default folder or hub id."""
+        return config.path or cls.default_path
+
+    @classmethod
+    def image_encoder(cls, config: ModelConfig) -> DiTAdapter:
+        """The VAE, tokenizers and scheduler loaded, no text encoder: `encode_images` needs the VAE
+        and the latent layout only (FLUX.1-dev: 0.08 B parameters loaded instead of 16.9 B)."""
+        tokenizers = tuple(p for p in cls.text_parts if not p.startswith("text_encoder"))
+        return cls._without_transformer(config, ("scheduler", "vae", *tokenizers), text_encoders=False)
+
+    @classmethod
+    def text_encoder(cls, config: ModelConfig) -> DiTAdapter:
+        """The tokenizers and text encoders loaded, no VAE: what `encode_prompts` needs (the
+        embedding job's actors; FLUX.1-dev: 4.9 B parameters instead of 16.9 B)."""
+        return cls._without_transformer(config, ("scheduler", *cls.text_parts), text_encoders=True)
+
+    @classmethod
+    def _without_transformer(cls, config: ModelConfig, parts: tuple[str, ...], text_encoders: bool):
+        """An adapter of `parts` of the folder, its transformer a weightless meta-device module
+        of the checkpoint's architecture (the latent layout and the adapter's checks read its
+        config; nothing runs it)."""
+        if config.init == "random":
+            return cls(config)  # random weights: the tiny parts are built in seconds anyway
+        config = dataclasses.replace(
+            config, load_text_encoders=text_encoders, gradient_checkpointing=False, lora=LoraConfig()
+        )
+        folder = resolve_folder(cls.teacher_folder(config), (*parts, "transformer"))
+        components = load_components(folder, parts, torch_dtype(config.dtype))
+        with torch.device("meta"):
+            components["transformer"] = cls.transformer_class.from_config(
+                read_part_config(folder, "transformer")
+            )
+        return cls(dataclasses.replace(config, path=str(folder)), components=components)
+
     @property
     def loaded_parts(self) -> tuple[str, ...]:
-        """Pipeline folder parts a run loads (the folder's other parts are never read)."""
-        return ("transformer", "scheduler", "vae", *self.text_parts)
+        """Pipeline folder parts a run loads (the folder's other parts are never read); without
+        `model.load_text_encoders` the tokenizers only (training from an embedding cache)."""
+        return ("transformer", "scheduler", "vae", *self.text_parts_to_load)
+
+    @property
+    def text_parts_to_load(self) -> tuple[str, ...]:
+        if self.config.load_text_encoders:
+            return tuple(self.text_parts)
+        return tuple(p for p in self.text_parts if not p.startswith("text_encoder"))
 
     # --- hooks for the families -------------------------------------------------------------
     def encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor]:
@@ -185,9 +229,27 @@ class DiTAdapter(TeacherAdapter):
         """Inverse of `pack_latents`."""
         return x
 
-    def latent_patch(self, transformer_config: Mapping[str, Any]) -> int:
+    @classmethod
+    def latent_patch(cls, transformer_config: Mapping[str, Any]) -> int:
         """Latent pixels per side of one token: the transformer's patch size (FLUX: its packing)."""
         return transformer_config.get("patch_size") or 1
+
+    # --- sizing without weights (sid_ray.models.architecture, jobs/plan.py) --------------------
+    #: pixels per latent pixel of the family's VAE, known before any VAE is built
+    vae_factor: ClassVar[int] = 8
+    #: parameters of the released text encoders and VAE ({part: count}, rounded to 1 M): what
+    #: every worker holds beside the transformers (the text encoders only without an embedding cache)
+    released_part_parameters: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def released_config_for(cls, name: str) -> dict[str, Any] | None:
+        """The released transformer architecture of registered `name`, without building anything."""
+        return getattr(cls, "transformer_config", None)
+
+    @classmethod
+    def joint_text_tokens(cls, name: str) -> int:
+        """Text tokens that join the image tokens in every attention sequence (0: cross-attention)."""
+        return 0
 
     def check_checkpoint(self, transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> None:
         """Raise ConfigError for settings this checkpoint cannot run (called before loading).
@@ -225,6 +287,8 @@ class DiTAdapter(TeacherAdapter):
         for part in parts.values():
             if isinstance(part, nn.Module):
                 part.to(transformer.device).eval()
+        kept = set(self.text_parts_to_load)
+        parts = {k: v for k, v in parts.items() if k not in self.text_parts or k in kept}
         return {"transformer": transformer, **parts}
 
     # --- TeacherAdapter ---------------------------------------------------------------------
@@ -326,6 +390,11 @@ class DiTAdapter(TeacherAdapter):
 
     def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
         """Embeddings of `prompts`, with the null condition (computed once) as their twin."""
+        if not self.config.load_text_encoders:
+            raise RuntimeError(
+                f"{self.config.name}: built without text encoders (model.load_text_encoders=false); "
+                "its prompts come encoded from data.embedding_cache"
+            )
         if self._null is None:
             self._null = self.encode_null()
         return TensorConditioning(self.encode_text(list(prompts)), self._null)
@@ -401,7 +470,7 @@ class DiTAdapter(TeacherAdapter):
             return Path(folder)
         return write_pipeline_folder(
             self.pipeline_class,
-            {k: v for k, v in self.components.items() if k != "transformer"},
+            {k: v for k, v in self.export_components().items() if k != "transformer"},
             transformer,
             folder,
             num_steps,
@@ -409,6 +478,20 @@ class DiTAdapter(TeacherAdapter):
             call_hint=self.export_call_hint,
             step_noise_source=self.step_noise_source,
         )
+
+    def export_components(self) -> dict[str, Any]:
+        """The components a pipeline folder needs: the loaded ones, plus the text encoders that a
+        run from an embedding cache did not load, loaded now on the CPU (only the writing rank
+        exports, once, at the end of the run)."""
+        missing = [p for p in self.text_parts if p not in self.components]
+        if not missing:
+            return self.components
+        if self.config.init == "random":
+            extra = self.random_parts(self.released_transformer_config())
+        else:
+            folder = resolve_folder(self.config.path or self.default_path, missing)
+            extra = load_components(folder, missing, self.dtype)
+        return {**self.components, **{p: extra[p] for p in missing}}
 
     def export_lora(self, generator: FlowModel, folder: str | Path) -> Path:
         """G's LoRA weights as diffusers safetensors (`pipe.load_lora_weights(folder)` on the teacher)."""
@@ -419,7 +502,8 @@ class DiTAdapter(TeacherAdapter):
     def to(self, device: torch.device | str) -> DiTAdapter:
         """Move every loaded module (create F and G copies after this, or move them too)."""
         for obj in self.components.values():
-            if isinstance(obj, nn.Module):
+            # a weightless meta module (`image_encoder`'s transformer) has nothing to move
+            if isinstance(obj, nn.Module) and not any(p.is_meta for p in obj.parameters()):
                 obj.to(device)
         return self
 
@@ -445,6 +529,10 @@ class VariantDiTAdapter(DiTAdapter):
 
     def released_transformer_config(self) -> dict[str, Any] | None:
         return self.variant.transformer_config
+
+    @classmethod
+    def released_config_for(cls, name: str) -> dict[str, Any] | None:
+        return cls.variant_of(name).transformer_config
 
     @classmethod
     def variant_of(cls, name: str) -> Variant:

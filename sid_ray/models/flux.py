@@ -171,6 +171,12 @@ class FluxAdapter(DiTAdapter):
     pipeline_class = FluxPipeline
     transformer_class = FluxTransformer2DModel
     transformer_config: ClassVar[dict[str, Any]] = FLUX_DEV_TRANSFORMER_CONFIG
+    # CLIP ViT-L/14 text, T5 v1.1 XXL encoder, the 16-channel AutoencoderKL
+    released_part_parameters: ClassVar[dict[str, int]] = {
+        "text_encoder": 123_000_000,
+        "text_encoder_2": 4_762_000_000,
+        "vae": 84_000_000,
+    }
 
     def __init__(
         self,
@@ -228,8 +234,13 @@ class FluxAdapter(DiTAdapter):
         """The guidance embedding G runs at (`sid.generator_guidance`), folded in by export."""
         return self.roles.generator.embedding
 
-    def latent_patch(self, transformer_config: Mapping[str, Any]) -> int:
+    @classmethod
+    def latent_patch(cls, transformer_config: Mapping[str, Any]) -> int:
         return 2  # FluxPipeline packs 2x2 latent pixels into one token (the transformer's patch is 1)
+
+    @classmethod
+    def joint_text_tokens(cls, name: str) -> int:
+        return 512  # T5 tokens per prompt (FluxPipeline's max_sequence_length), joint with the image's
 
     def check_checkpoint(self, transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> None:
         super().check_checkpoint(transformer_config, vae_config)
@@ -363,6 +374,7 @@ class TinyFluxAdapter(FluxAdapter):
 
     name = "flux-tiny"
     default_path = ""
+    released_part_parameters: ClassVar[dict[str, int]] = {}
 
     def __init__(self, config: ModelConfig, components: dict[str, Any] | None = None, **kwargs):
         if components is None and not config.path and config.init == "pretrained":
@@ -372,6 +384,12 @@ class TinyFluxAdapter(FluxAdapter):
         super().__init__(config, components, **kwargs)
 
     def released_transformer_config(self) -> dict[str, Any]:
+        from sid_ray.models.tiny.flux import TINY_FLUX_TRANSFORMER_CONFIG
+
+        return TINY_FLUX_TRANSFORMER_CONFIG
+
+    @classmethod
+    def released_config_for(cls, name: str) -> dict[str, Any]:
         from sid_ray.models.tiny.flux import TINY_FLUX_TRANSFORMER_CONFIG
 
         return TINY_FLUX_TRANSFORMER_CONFIG

@@ -131,6 +131,10 @@ class SanaAdapter(VariantDiTAdapter):
     text_parts: ClassVar[tuple[str, ...]] = TEXT_PARTS
     pipeline_class: ClassVar[type] = SanaPipeline
     transformer_class: ClassVar[type] = SanaTransformer2DModel
+    # DC-AE: 32 pixels per latent pixel; the text enters by cross-attention (no joint tokens)
+    vae_factor: ClassVar[int] = 32
+    # Gemma-2-2B, the DC-AE f32c32 autoencoder
+    released_part_parameters: ClassVar[dict[str, int]] = {"text_encoder": 2_614_000_000, "vae": 312_000_000}
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5
     export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
     # SanaPipeline hands the call's `generator` to the scheduler's step, so the fresh roll-out

@@ -134,8 +134,21 @@ class SD3Adapter(VariantDiTAdapter):
     velocity_class: ClassVar[type[TransformerVelocity]] = SD3Velocity
     pipeline_class: ClassVar[type] = StableDiffusion3Pipeline
     transformer_class: ClassVar[type] = SD3Transformer2DModel
+    # CLIP ViT-L/14 and OpenCLIP bigG/14 text with projections, T5 v1.1 XXL encoder, the 16-channel
+    # AutoencoderKL (every SD3 / SD3.5 release; the tiny test model's parts are counted as nothing)
+    released_part_parameters: ClassVar[dict[str, int]] = {
+        "text_encoder": 124_000_000,
+        "text_encoder_2": 695_000_000,
+        "text_encoder_3": 4_762_000_000,
+        "vae": 84_000_000,
+    }
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 7
     export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
+
+    @classmethod
+    def joint_text_tokens(cls, name: str) -> int:
+        return 77 + cls.variant_of(name).max_sequence_length  # CLIP tokens, then T5's (joint attention)
+
     # joint attention: the image stream's projections and the text stream's (add_*, to_add_out)
     default_lora_targets: ClassVar[tuple[str, ...]] = (
         "to_q",

@@ -72,6 +72,15 @@ class DigitsFluxAdapter(FluxAdapter):
             config = dataclasses.replace(config, path=str(digits_teacher_folder()))
         super().__init__(config, components, **kwargs)
 
+    @classmethod
+    def released_config_for(cls, name: str) -> None:
+        """A toy: nothing to size (the class would otherwise inherit FLUX.1-dev's architecture)."""
+        return None
+
+    @classmethod
+    def teacher_folder(cls, config: ModelConfig) -> str:
+        return config.path or str(digits_teacher_folder())
+
     @staticmethod
     def digit_of(prompt: str) -> int:
         """The digit a prompt asks for (the alignment metric's label)."""

@@ -22,12 +22,17 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from sid_ray.config.io import config_to_dict, dump_config
 from sid_ray.config.paths import EXPORT_DIR
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.embedding_build import ensure_embedding_cache
+from sid_ray.data.embedding_stream import RankEmbeddingStream
 from sid_ray.data.image_pairs import encode_pairs
 from sid_ray.data.pair_stream import RankPairStream
 from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
 from sid_ray.models.registry import default_prompts
+from sid_ray.train.cached_prompts import training_prompts, uses_embedding_cache, with_absolute_cache
 from sid_ray.train.console import Console, init_ray
+from sid_ray.train.data_resources import check_data_stage
 from sid_ray.train.ds_config import check_batch
+from sid_ray.train.memory_plan import check_fits
 from sid_ray.train.progress import ProgressPrinter
 from sid_ray.train.tracking import absolute_tracking_uri
 from sid_ray.train.worker import train_loop_per_worker
@@ -77,6 +82,7 @@ def scaling_config(config: RunConfig) -> ray.train.ScalingConfig:
 
 def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
     check_batch(config)
+    config = with_absolute_cache(config)
     train = config.train
     run_dir = Path(config.output_dir).resolve()
     # data-aided runs train on the captions of data.images instead of a prompt list
@@ -91,7 +97,13 @@ def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
         # here, before any worker starts (the table folder must be readable from every node)
         table = encode_pairs(config)
         dataset_config = RankPairStream(table.folder, config.data.shuffle_seed, train.batch_size)
+    elif uses_embedding_cache(config):
+        # encoded once, here, when the cache is missing or stale; the workers load no text encoder
+        ensure_embedding_cache(config)
+        folder = config.data.embedding_cache
+        dataset_config = RankEmbeddingStream(folder, config.data.shuffle_seed, train.batch_size)
     else:
+        prompts = training_prompts(prompts, config)  # the held-out evaluation share removed
         dataset_config = RankPromptStream(prompts, config.data.shuffle_seed, train.batch_size)
     rows = ray.data.range(rows_per_rank(iterations, train.batch_size, train.num_workers))
     return TorchTrainer(
@@ -117,6 +129,7 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     (the jobs' `console.setup()`) decides what reaches the terminal; None keeps Ray's defaults.
     """
     check_teacher(config)
+    check_fits(config)  # a GPU run that cannot fit train.gpu_memory_gib fails here, naming what to change
     tracking = dataclasses.replace(
         config.tracking, mlflow_uri=absolute_tracking_uri(config.tracking.mlflow_uri)
     )
@@ -125,6 +138,9 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     config = dataclasses.replace(config, tracking=tracking, output_dir=output_dir)
     if not ray.is_initialized():
         init_ray(console, _worker_env())
+    reserved = check_data_stage(config)  # a data stream that could never run fails here, not hangs
+    if show_progress:
+        print(reserved, flush=True)
     run_dir = Path(config.output_dir).resolve() / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")

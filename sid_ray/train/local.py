@@ -23,6 +23,7 @@ from sid_ray.models.registry import build_adapter_on, default_prompts
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
+from sid_ray.train.cached_prompts import cached_batches, uses_embedding_cache
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.loop import Batch, Trainee, iterations
 from sid_ray.train.parallelize import transform_networks
@@ -120,6 +121,8 @@ def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Ba
 
             pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
         return (pairs.take(batch_size) for _ in itertools.count())
+    if uses_embedding_cache(config):
+        return cached_batches(config)  # the cache's training rows, in the prompt stream's order
     prompts = prompts or default_prompts(config.model)
     if not prompts:
         raise ConfigError(

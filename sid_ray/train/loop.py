@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 import torch
 
 from sid_ray.config.schema import RunConfig
+from sid_ray.data.embedding_cache import EncodedPrompts
 from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, StepMetrics, distill_step
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.lr_schedule import lr_factor, set_lr
 from sid_ray.train.sid_settings import settings_from_config
 
-# one iteration's rows of this process: the prompts, and the real latents of data-aided runs
-Batch = tuple[Sequence[str], torch.Tensor | None]
+# one iteration's rows of this process: the prompts (or their cached embeddings), and the real
+# latents of data-aided runs
+Batch = tuple[Sequence[str] | EncodedPrompts, torch.Tensor | None]
 
 
 @dataclass
@@ -65,7 +67,10 @@ def iterations(
 def micro_batches(trainee: Trainee, batch: Batch, size: int) -> list[MicroBatch]:
     """This process's rows as micro-batches of `size`, encoded once, with global noise keys."""
     prompts, real = batch
-    cond = trainee.adapter.encode_prompts([str(p) for p in prompts]).to(trainee.device, trainee.dtype)
+    if isinstance(prompts, EncodedPrompts):  # read from data.embedding_cache: no encoder runs
+        cond = prompts.conditioning.to(trainee.device, trainee.dtype)
+    else:
+        cond = trainee.adapter.encode_prompts([str(p) for p in prompts]).to(trainee.device, trainee.dtype)
     if real is not None:
         real = torch.as_tensor(real).to(trainee.device, trainee.dtype)
     out = []

@@ -29,6 +29,7 @@ from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.train import checkpoint
 from sid_ray.train.attention import select_attention_backend
+from sid_ray.train.cached_prompts import check_worker_adapter, stream_prompts, worker_config
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.loop import Batch, Trainee, iterations
@@ -73,13 +74,14 @@ def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[f
 def train_loop_per_worker(loop_config: dict) -> None:
     """One rank of the run: join the group, build and restore, then the shared iterations, with
     this rank's reduced metric rows, reports and checkpoints after them."""
-    config: RunConfig = from_dict(loop_config["config"])
+    config: RunConfig = worker_config(from_dict(loop_config["config"]))
     rank, device = _join_process_group(config)
     train = config.train
     total_iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     checkpoint_every = max(1, round(train.checkpoint_every_kimg * 1000 / train.batch_size))
     attention = select_attention_backend(train.attention_backend, device)
     trainee = build_trainee(config, rank, device)
+    check_worker_adapter(config, trainee.adapter)  # a cached run: matching cache, no text encoders
     state, resumed_from = _restore(config, trainee, rank)
     tracker = make_tracker(config, rank, state.mlflow_run_id)
     if tracker is not None:
@@ -145,6 +147,7 @@ def rank_batches(config: RunConfig, rank: int, start: int) -> Iterator[Batch]:
     train = config.train
     per_rank = train.micro_batch_size * check_batch(config)
     shard = ray.train.get_dataset_shard(PROMPT_STREAM)
+    to_prompts = stream_prompts(config)  # the texts, or the embedding cache's rows
     batches = iter(shard.iter_batches(batch_size=per_rank, batch_format="numpy", prefetch_batches=2))
     for _ in range(start):  # rows of iterations already trained (text only: cheap)
         next(batches)
@@ -156,7 +159,7 @@ def rank_batches(config: RunConfig, rank: int, start: int) -> Iterator[Batch]:
                 f"(position {int(batch['position'][0])}, expected {expected})"
             )
         # data-aided runs: the captions' real latents ride in the same rows (RankPairStream)
-        yield batch["prompt"], batch.get("latents")
+        yield to_prompts(batch), batch.get("latents")
 
 
 class Reporter:

@@ -1,0 +1,51 @@
+"""Encode a run's prompts once into `data.embedding_cache` (training then loads no text encoder).
+
+    python jobs/embed.py --config configs/flux_dev.yaml --set data.prompts=s3://bucket/prompts/ \\
+        --set data.embedding_cache=/shared/emb/flux-dev --set data.embed_workers=8 --set train.use_gpu=true
+    ray job submit --working-dir . -- python jobs/embed.py --config ...
+
+Ray Data reads and cleans the prompts, an actor pool of `data.embed_workers` text encoders writes
+parquet shards and the manifest; run it again to resume (shards on disk are skipped). Prints the
+read counts (dropped lines by kind), prompts/s and the cache folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from jobs.distill import parser  # noqa: E402
+from sid_ray.config.io import load_config  # noqa: E402
+from sid_ray.config.schema import ConfigError  # noqa: E402
+from sid_ray.train.console import setup as setup_console  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__.splitlines()[0], None).parse_args(argv)
+    console = setup_console(args.verbose)  # before ray and transformers are imported
+    try:
+        config = load_config(args.config, args.overrides)
+        import ray
+
+        from sid_ray.data.embedding_build import build_embedding_cache
+        from sid_ray.train.console import init_ray
+
+        if not ray.is_initialized():
+            init_ray(console, {})
+        manifest = build_embedding_cache(config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"embedding cache: {config.data.embedding_cache}: {manifest['train_count']} training and "
+        f"{manifest['eval_count']} held-out prompts, read counts {manifest['read_counts']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Training from the embedding cache: which runs do, and what their workers check and read.
+
+A data-free run with `data.embedding_cache` set trains on the cache's embeddings: the launcher
+makes sure the cache matches (`ensure_embedding_cache`), streams its rows in the prompt stream's
+order, and sends the workers a config with `model.load_text_encoders=false`, so no worker holds
+a text encoder. Each worker then checks that its adapter tokenises to the cache's max length and
+that it built no text-encoder module, and turns stream rows into `EncodedPrompts`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data import embedding_cache as cache
+from sid_ray.data.embedding_stream import CachedConditioning, EmbeddingCycle
+from sid_ray.data.prompt_sources import split_prompts
+
+
+def uses_embedding_cache(config: RunConfig) -> bool:
+    """Data-aided runs train on their shards' captions, which the cache does not hold."""
+    return bool(config.data.embedding_cache) and not config.data.images
+
+
+def worker_config(config: RunConfig) -> RunConfig:
+    """The config the workers build from: without text encoders when the cache feeds them."""
+    if not uses_embedding_cache(config):
+        return config
+    config = copy.deepcopy(config)
+    config.model.load_text_encoders = False
+    return config
+
+
+def training_prompts(prompts: list[str], config: RunConfig) -> list[str]:
+    """The prompts a run trains on: the held-out evaluation share (by hash) removed."""
+    return split_prompts(prompts, config.data.eval_prompt_fraction)[0]
+
+
+def text_encoder_modules(adapter) -> list[str]:
+    """Names of the text-encoder modules the adapter holds (none when built from the cache)."""
+    components = getattr(adapter, "components", {})
+    return [
+        k for k, v in components.items() if k.startswith("text_encoder") and isinstance(v, torch.nn.Module)
+    ]
+
+
+def check_worker_adapter(config: RunConfig, adapter) -> None:
+    """In a worker of a cached run: the adapter tokenises to the cache's max length (the driver
+    checked the model: a relative model.path may not resolve from here) and holds no text encoder."""
+    if not uses_embedding_cache(config):
+        return
+    folder = config.data.embedding_cache
+    manifest = cache.read_manifest(folder)
+    cache.check_max_length(manifest, cache.text_max_length(adapter), folder)
+    built = text_encoder_modules(adapter)
+    if built:
+        raise RuntimeError(f"training from {folder}, yet the worker built text encoders {built}")
+
+
+def stream_prompts(
+    config: RunConfig,
+) -> Callable[[dict[str, np.ndarray]], Sequence[str] | cache.EncodedPrompts]:
+    """Stream batch -> what `micro_batches` encodes: the prompt texts, or the cache's embeddings."""
+    if not uses_embedding_cache(config):
+        return lambda batch: batch["prompt"]
+    conditioning = CachedConditioning(config.data.embedding_cache)
+    return lambda batch: conditioning(
+        batch["prompt"], {k: v for k, v in batch.items() if k.startswith(cache.EMB_PREFIX)}
+    )
+
+
+def with_absolute_cache(config: RunConfig) -> RunConfig:
+    """The config with `data.embedding_cache` absolute: workers run in other folders."""
+    if not config.data.embedding_cache:
+        return config
+    config = copy.deepcopy(config)
+    config.data.embedding_cache = str(Path(config.data.embedding_cache).expanduser().resolve())
+    return config
+
+
+def cached_batches(config: RunConfig) -> Iterator[tuple[cache.EncodedPrompts, None]]:
+    """The single process's global batches from a finished cache (jobs/embed.py or a Ray run
+    wrote it), in the order the prompt stream serves the same prompts."""
+    folder = config.data.embedding_cache
+    manifest = cache.read_manifest(folder)
+    if manifest is None:
+        raise ConfigError(
+            f"data.embedding_cache: {folder} holds no finished cache; build it with jobs/embed.py"
+        )
+    cache.check_model(manifest, config.model, folder)
+    cycle = EmbeddingCycle(folder, seed=config.data.shuffle_seed)
+    return ((cycle.take(config.train.batch_size), None) for _ in itertools.count())

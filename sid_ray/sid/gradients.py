@@ -25,9 +25,10 @@ class GradientSanitizer:
     def _hook_for(self, name: str):
         def hook(grad: torch.Tensor | None) -> torch.Tensor:
             if grad is None:  # autograd passed an undefined gradient: the optimiser would fail obscurely
+                # seen from an inductor-compiled block at FLUX.1-dev size (benchmarks/results)
                 raise RuntimeError(
-                    f"no gradient reached the trained parameter {name} in this backward pass (seen with "
-                    "train.compile=blocks at FLUX.1-dev size on torch 2.11's inductor); set train.compile=off"
+                    f"no gradient reached the trained parameter {name} in this backward pass: a "
+                    "backward (a compiled graph or a custom function) dropped it"
                 )
             return self._sanitize(grad)
 

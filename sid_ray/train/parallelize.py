@@ -36,6 +36,12 @@ class ZeroPlan:
     teacher_engine: bool  # T as a ZeRO-3 engine without optimiser (False: the module itself)
     why: str
 
+    @property
+    def sharded_roles(self) -> tuple[str, ...]:
+        """The networks that run as ZeRO-3 engines."""
+        teacher = ("teacher",) if self.teacher_engine else ()
+        return teacher + (("fake", "generator") if self.trained_stage == 3 else ())
+
     def describe(self) -> str:
         teacher = "ZeRO-3, no optimiser" if self.teacher_engine else "the shared base, replicated"
         return f"F, G: ZeRO-{self.trained_stage}; T: {teacher} ({self.why})"
@@ -79,9 +85,7 @@ def parallelize(
 ) -> tuple[SiDNetworks, str]:
     """T, F and G as the loop uses them (DeepSpeed engines), and the line that says how."""
     plan = zero_plan(config)
-    sharded = ("teacher",) if plan.teacher_engine else ()
-    sharded += ("fake", "generator") if plan.trained_stage == 3 else ()
-    notes = transform_networks(config, adapter, fake, generator, sharded)
+    notes = transform_networks(config, adapter, fake, generator, plan.sharded_roles)
     engines = []
     for role, module in (("fake", fake), ("generator", generator)):
         ds = trained_network_config(config, role)

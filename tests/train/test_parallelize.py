@@ -51,6 +51,8 @@ def test_zero_plan_says_which_stage_and_why(tmp_path, mode, asked, stage, teache
     assert (plan.trained_stage, plan.teacher_engine) == (stage, teacher_engine)
     assert says in plan.describe()
     assert f"F, G: ZeRO-{stage}" in plan.describe()
+    assert ("teacher" in plan.sharded_roles) == teacher_engine
+    assert ("fake" in plan.sharded_roles) == (stage == 3)
 
 
 def _losses(config) -> tuple[list[tuple[float, float]], list[str]]:

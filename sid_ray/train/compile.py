@@ -44,6 +44,7 @@ def compile_blocks(transformers: Iterable[nn.Module], backend: str) -> int:
 
     A transformer listed twice (the shared base is T's, F's and G's) is compiled once."""
     _raise_recompile_limit()
+    _guard_requires_grad_of_parameters()
     compiled = 0
     for transformer in {id(t): t for t in transformers}.values():
         for block in repeated_blocks(transformer):
@@ -56,3 +57,17 @@ def _raise_recompile_limit() -> None:
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * RECOMPILE_LIMIT)
+
+
+def _guard_requires_grad_of_parameters() -> None:
+    """Make every call check the `requires_grad` of the block's parameters against its graph.
+
+    The SiD step flips `requires_grad` of LoRA weights between passes (F trained, then F frozen
+    inside G's update), in place. Dynamo skips a parameter's tensor guards while the dict holding
+    it is unchanged (`skip_tensor_guards_with_matching_dict_tags`), so on torch 2.11 a graph traced
+    with frozen weights was reused when they were trainable again and their gradient silently
+    never came (FLUX.1-dev: F's backward gave `transformer_blocks.18.attn.to_q.lora_A.fake.weight`
+    no gradient; pytorch/pytorch#139476, fixed upstream by checking requires_grad on that fast
+    path, pytorch/pytorch#177158). Turning the skip off costs a few tensor checks per block call.
+    """
+    torch._dynamo.config.skip_tensor_guards_with_matching_dict_tags = False

@@ -9,8 +9,8 @@ sid_ray what it needs without knowing the family:
 - `export(generator, folder)` -> a stock diffusers pipeline folder sampling in K steps.
 What differs between teachers beyond that is a capability here, with the default most teachers
 want, so that jobs, training and evaluation ask the adapter and never test its name or type:
-`family`, `default_prompts`, `ensure_images` (class-level: answered before any weights load),
-`device`, `to`, `set_gradient_checkpointing`.
+`family`, `exports_pipeline`, `default_prompts`, `ensure_images` (class-level: answered before
+any weights load), `device`, `to`, `set_gradient_checkpointing`.
 Family adapters live in one file each (models/flux.py, sd3.py, sana.py; the toys in
 `sid_ray.toys`) and register their class in `sid_ray.models.registry`, which builds them from the
 config's model and SiD sections (`build_adapter(run_config)`).
@@ -38,6 +38,9 @@ class TeacherAdapter(ABC):
     #: the pipeline family, e.g. "flux" for flux-dev, flux-tiny and the digits teacher: the job
     #: scripts of one family (jobs/distill_flux.py) accept its teachers and no others
     family: ClassVar[str] = ""
+    #: `export` writes a stock diffusers pipeline folder; False (the exact toy teachers): the
+    #: generator's safetensors file is the whole export
+    exports_pipeline: ClassVar[bool] = False
 
     @classmethod
     def default_prompts(cls, model: ModelConfig) -> list[str] | None:

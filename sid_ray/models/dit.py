@@ -101,6 +101,7 @@ class TransformerVelocity(FlowModel):
 class DiTAdapter(TeacherAdapter):
     """Shared machinery of diffusers-DiT teachers; see the module docstring for the hooks."""
 
+    exports_pipeline: ClassVar[bool] = True
     #: tokenizers and text encoders the family's `encode_prompt` needs (loaded with the rest)
     text_parts: ClassVar[tuple[str, ...]] = ()
     #: the velocity class of each role (FLUX overrides `velocity_model` instead: roles differ)

@@ -144,11 +144,6 @@ def writes_generator_weights(policy: str, final: bool, nbytes: int) -> bool:
     return final or policy == "always" or (policy == "auto" and nbytes < AUTO_GENERATOR_MAX_BYTES)
 
 
-def has_pipeline_export(adapter: TeacherAdapter) -> bool:
-    """The toy teachers have no pipeline format; for them the safetensors file is the export."""
-    return type(adapter).export is not TeacherAdapter.export
-
-
 def gathered_state_dict(module: torch.nn.Module, rank: int) -> dict[str, torch.Tensor]:
     """`module`'s full state dict on rank 0's CPU ({} elsewhere), gathered one submodule at a
     time so that no rank holds more than one submodule's full parameters (collective)."""
@@ -183,7 +178,7 @@ def export_generator(
     """
     module = generator.engine.module
     weights = writes_generator_weights(config.train.generator_in_checkpoints, final, unsharded_bytes(module))
-    pipeline = final and config.train.export_pipeline and has_pipeline_export(adapter)
+    pipeline = final and config.train.export_pipeline and adapter.exports_pipeline
     if not (weights or pipeline):
         return None
     out = folder / EXPORT_DIR

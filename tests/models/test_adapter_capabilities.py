@@ -27,6 +27,15 @@ def test_each_teacher_names_its_family(name, family):
     assert adapter_class(name).family == family
 
 
+@pytest.mark.parametrize("name", ["flux-dev", "digits-flux", "sd35-large", "sana-600m"])
+def test_diffusers_teachers_export_a_pipeline_folder(name):
+    assert adapter_class(name).exports_pipeline
+
+
+def test_the_exact_teacher_exports_its_weights_file_only():
+    assert not adapter_class("gmm-ring").exports_pipeline
+
+
 def test_every_registered_teacher_has_a_family():
     assert all(adapter_class(name).family for name in registered_names())
 

@@ -114,9 +114,9 @@ class DiTAdapter(TeacherAdapter):
     transformer_class: ClassVar[type | None] = None
     #: the stock diffusers pipeline class of the family (export, LoRA saving, prompt encoding)
     pipeline_class: ClassVar[type | None] = None
-    #: extra arguments the export README passes to the pipeline call (e.g. guidance_scale=1.0
-    #: where the pipeline's default would run CFG on the generator)
-    export_call_hint: ClassVar[str] = ""
+    #: call arguments the export README adds for the family (e.g. guidance_scale=1.0 where the
+    #: pipeline's default would run CFG on the generator); `export_call_arguments` adds the run's
+    export_call_extras: ClassVar[dict[str, Any]] = {}
     #: where the stock pipeline draws each step's fresh noise, for the export README: "global"
     #: (torch's global generator; the pipeline calls `scheduler.step` without one) or "call"
     #: (the pipeline hands the call's `generator` to `scheduler.step`)
@@ -476,9 +476,27 @@ class DiTAdapter(TeacherAdapter):
             folder,
             num_steps,
             teacher=self.config.name,
-            call_hint=self.export_call_hint,
+            call_arguments=self.export_call_arguments(),
             step_noise_source=self.step_noise_source,
         )
+
+    @property
+    def text_max_length(self) -> int:
+        """Tokens per prompt of the main text encoder: the pipeline's `max_sequence_length`."""
+        raise NotImplementedError(f"{type(self).__name__} does not say its text length")
+
+    def export_call_arguments(self) -> dict[str, Any]:
+        """What a stock pipeline call needs to sample as G was trained, from this adapter's own
+        values: the run's resolution (the pipelines default to the released one) and the text
+        length (FluxPipeline pads to 512 T5 tokens; the digits teacher's tokenizer stops at 24,
+        and padded prompts all drew the same digit), plus the family's extras."""
+        size = self.config.resolution
+        return {
+            "height": size,
+            "width": size,
+            "max_sequence_length": self.text_max_length,
+            **self.export_call_extras,
+        }
 
     def export_components(self) -> dict[str, Any]:
         """The components a pipeline folder needs: the loaded ones, plus the text encoders that a
@@ -527,6 +545,10 @@ class VariantDiTAdapter(DiTAdapter):
         self.name = self.variant.name
         self.default_path = self.variant.default_path
         super().__init__(config, components, sid)
+
+    @property
+    def text_max_length(self) -> int:
+        return self.variant.max_sequence_length
 
     def released_transformer_config(self) -> dict[str, Any] | None:
         return self.variant.transformer_config

@@ -143,14 +143,14 @@ def write_pipeline_folder(
     folder: str | Path,
     num_steps: int,
     teacher: str = "",
-    call_hint: str = "",
+    call_arguments: dict[str, Any] | None = None,
     step_noise_source: str = "global",
 ) -> Path:
     """Save a `pipeline_class` folder: G's streamed transformer, the roll-out scheduler, the other
     `components` (vae, text encoders, tokenizers) and a usage README.
 
-    Any "transformer" or "scheduler" entry of `components` is replaced. `call_hint` holds extra
-    call arguments for the README; `step_noise_source` ("global" or "call") says how the pipeline
+    Any "transformer" or "scheduler" entry of `components` is replaced. `call_arguments` are the
+    call's keyword arguments that the README writes out; `step_noise_source` ("global" or "call") says how the pipeline
     seeds its per-step noise (see the module docstring). The transformer is written first: it is
     the part a ZeRO-3 export gathers collectively, so the other ranks wait the least.
     """
@@ -174,7 +174,7 @@ def write_pipeline_folder(
         teacher=teacher,
         pipeline=name,
         seeding=seeding.format(pipeline=name),
-        extra=seed_argument + call_hint,
+        extra=seed_argument + "".join(f", {k}={v!r}" for k, v in (call_arguments or {}).items()),
     )
     (folder / "README.md").write_text(readme)
     return folder

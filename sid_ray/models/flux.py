@@ -194,6 +194,10 @@ class FluxAdapter(DiTAdapter):
         # the pipeline's default 512, capped by the tokenizer (tiny tokenizers are shorter)
         self.max_sequence_length = min(max_sequence_length, self.components["tokenizer_2"].model_max_length)
 
+    @property
+    def text_max_length(self) -> int:
+        return self.max_sequence_length
+
     def released_transformer_config(self) -> dict[str, Any]:
         return self.transformer_config
 

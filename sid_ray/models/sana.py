@@ -135,8 +135,9 @@ class SanaAdapter(VariantDiTAdapter):
     vae_factor: ClassVar[int] = 32
     # Gemma-2-2B, the DC-AE f32c32 autoencoder
     released_part_parameters: ClassVar[dict[str, int]] = {"text_encoder": 2_614_000_000, "vae": 312_000_000}
-    # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 4.5
-    export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
+    # the generator runs without CFG (SID.md 5; the pipeline's default guidance_scale is 4.5), and
+    # at model.resolution exactly (binning would resize to the nearest released aspect ratio's bin)
+    export_call_extras: ClassVar[dict[str, Any]] = {"guidance_scale": 1.0, "use_resolution_binning": False}
     # SanaPipeline hands the call's `generator` to the scheduler's step, so the fresh roll-out
     # noise comes from that generator (FLUX's and SD3's pipelines draw from torch's global one)
     step_noise_source: ClassVar[Literal["global", "call"]] = "call"

@@ -143,7 +143,7 @@ class SD3Adapter(VariantDiTAdapter):
         "vae": 84_000_000,
     }
     # the generator runs without CFG (SID.md 5); the pipeline's default guidance_scale is 7
-    export_call_hint: ClassVar[str] = ", guidance_scale=1.0"
+    export_call_extras: ClassVar[dict[str, Any]] = {"guidance_scale": 1.0}
 
     @classmethod
     def joint_text_tokens(cls, name: str) -> int:

@@ -192,7 +192,11 @@ def test_export_samples_with_stock_pipeline(adapter, tmp_path):
     # the README seeds the way SanaPipeline draws its noise: from the call's generator
     readme = (folder / "README.md").read_text()
     assert "generator = torch.Generator().manual_seed(0)" in readme
-    assert "num_inference_steps=4, generator=generator, guidance_scale=1.0)" in readme
+    call = (
+        f"num_inference_steps=4, generator=generator, height={RESOLUTION}, width={RESOLUTION}, "
+        f"max_sequence_length={adapter.text_max_length}, guidance_scale=1.0, use_resolution_binning=False)"
+    )
+    assert call in readme
     assert "global generator" not in readme and "torch.manual_seed" not in readme
     stock = run_stock_pipeline(folder, "SanaPipeline", prompt, steps, RESOLUTION, seed, tmp_path)
 

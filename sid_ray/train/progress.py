@@ -2,7 +2,8 @@
 
 Rank 0 puts one row per log interval on a `ray.util.queue.Queue` owned by the driver; a daemon
 thread on the driver prints each as one line (with `in_place`, in a terminal: the same line,
-rewritten, so that a long run fills one line of the screen, not hundreds). (Ray Train V2 runs its
+rewritten, so that a long run fills one line of the screen, not hundreds; in a log or a pipe, at
+most `LOG_LINES` lines a run, evenly spaced in kimg). (Ray Train V2 runs its
 controller, and any UserCallback, in an actor, so a callback's prints would not be the driver's
 own.) The queue outlives worker restarts, so the line continues across a resume.
 """
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable
 
 from ray.util.queue import Empty, Queue
+
+LOG_LINES = 20  # progress lines of a whole run written to a log or pipe (every row goes to MLflow)
 
 
 def format_eta(seconds: float) -> str:
@@ -46,6 +49,21 @@ def format_row(row: dict, total_kimg: float) -> str:
     return text
 
 
+class LogCadence:
+    """Which rows a log or a pipe shows: at most `lines` a run, evenly spaced in kimg, and every
+    resumed row (a resume is news); the first row is always shown."""
+
+    def __init__(self, total_kimg: float, lines: int = LOG_LINES):
+        self.step = total_kimg / lines
+        self.next_kimg = 0.0
+
+    def shows(self, row: dict) -> bool:
+        if row["kimg"] < self.next_kimg and row.get("resumed_from_kimg") is None:
+            return False
+        self.next_kimg = row["kimg"] + self.step
+        return True
+
+
 class ProgressPrinter:
     """Collects rank 0's rows on the driver and prints them as they arrive."""
 
@@ -64,6 +82,7 @@ class ProgressPrinter:
         # a terminal shows one line, rewritten per row; logs and pipes keep one line per row
         self._in_place = in_place and write is None and sys.stderr.isatty()
         self._line_open = False
+        self._cadence = LogCadence(total_kimg)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sid-progress", daemon=True)
         self._started = time.time()
@@ -85,11 +104,13 @@ class ProgressPrinter:
             return
         self.rows.append(row)
         if self.show_lines:
-            self._show(format_row(row, self.total_kimg))
+            self._show(row)
 
-    def _show(self, text: str) -> None:
+    def _show(self, row: dict) -> None:
+        text = format_row(row, self.total_kimg)
         if not self._in_place:
-            self._write(text)
+            if self._cadence.shows(row):
+                self._write(text)
             return
         width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be rewritten
         sys.stderr.write(f"\r{text[:width]}\x1b[K")

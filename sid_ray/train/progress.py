@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ray.util.queue import Empty, Queue
 
-LOG_LINES = 20  # progress lines of a whole run written to a log or pipe (every row goes to MLflow)
+LOG_LINES = 10  # progress lines of a whole run written to a log or pipe (every row goes to MLflow)
 
 
 def format_eta(seconds: float) -> str:

@@ -44,7 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         f"embedding cache: {config.data.embedding_cache}: {manifest['train_count']} training and "
         f"{manifest['eval_count']} held-out prompts, read counts {manifest['read_counts']}"
     )
+    if config.tracking.mlflow_uri:
+        print(log_to_mlflow(config, manifest))
     return 0
+
+
+def log_to_mlflow(config, manifest: dict) -> str:
+    """The job's counts and manifest as an MLflow run of `tracking.experiment`; the line saying where."""
+    from sid_ray.data.data_tracking import log_embedding_job
+    from sid_ray.data.storage import StoragePath
+    from sid_ray.train.tracking import absolute_tracking_uri
+
+    uri = absolute_tracking_uri(config.tracking.mlflow_uri)
+    folder = str(StoragePath(config.data.embedding_cache))
+    run_id = log_embedding_job(uri, config.tracking.experiment, f"{config.name}-embed", manifest, folder)
+    return f"MLflow run {run_id} in {uri} (experiment {config.tracking.experiment})"
 
 
 if __name__ == "__main__":

@@ -125,6 +125,18 @@ class DataAidedConfig:
 @dataclass
 class SiDConfig:
     num_steps: int = option(4, "K: the generator's number of steps (k ~ U{1..K} per iteration)")
+    k_block: int = option(
+        1,
+        "iterations in a row that share one k, in rounds of K blocks that take every k once (1 = "
+        "SID.md: a fresh k each iteration, and F learns the mixture of the K outputs); longer blocks "
+        "let F learn each k's outputs, so each step count, the K-step one included, is pushed to the "
+        "data, not only their mixture (benchmarks/results/2026-12-02-few-step-gmm.md)",
+    )
+    k_law: Literal["uniform", "last"] = option(
+        "uniform",
+        "law of k: uniform = k ~ U{1..K} (SID.md); last = always k = K (F sees only the K-step "
+        "outputs, which alone are pushed to the data; every G update runs all K steps)",
+    )
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
         "fresh",
         "noise of roll-out steps after the first: fresh N(0, I), the first z, or DDIM's implied noise",
@@ -163,6 +175,7 @@ class SiDConfig:
         self.data_aided.validate(f"{path}.data_aided")
 
         _require(self.num_steps >= 1, f"{path}.num_steps", f"must be >= 1, got {self.num_steps}")
+        _require(self.k_block >= 1, f"{path}.k_block", f"must be >= 1 iteration, got {self.k_block}")
         _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
         _require(self.fake_updates >= 1, f"{path}.fake_updates", f"must be >= 1, got {self.fake_updates}")
         _require(
@@ -289,6 +302,13 @@ class TrainConfig:
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = option(
         "PACK", "how Ray places the workers across nodes (STRICT_SPREAD: one worker per node)"
     )
+    storage_path: str = option(
+        "",
+        "where Ray Train keeps the run's checkpoints (<storage_path>/<name>): empty = output_dir; "
+        "s3://bucket/prefix or gs://bucket/prefix = object storage that every node reaches "
+        "(credentials, region and endpoint from the environment, as pyarrow reads them: AWS_*, "
+        "AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS); the same name resumes from there",
+    )
     max_failures: int = option(3, "worker-group failures the run recovers from (from its last checkpoint)")
     keep_checkpoints: int = option(2, "checkpoints kept in storage (the newest ones); 0 = all")
     attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = option(
@@ -331,6 +351,12 @@ class TrainConfig:
         _require(self.gpu_memory_gib >= 0, f"{path}.gpu_memory_gib", "must be >= 0 (0 = unknown)")
         _require(self.max_failures >= 0, f"{path}.max_failures", "must be >= 0")
         _require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0")
+        scheme = self.storage_path.split("://")[0] if "://" in self.storage_path else ""
+        _require(
+            scheme in ("", "s3", "gs", "gcs", "file"),
+            f"{path}.storage_path",
+            f"{self.storage_path!r}: use s3://bucket/prefix, gs://bucket/prefix or a folder",
+        )
 
     @property
     def accumulation_steps(self) -> int:
@@ -339,18 +365,60 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every_kimg: float = option(0.0, "evaluate every this many kimg; 0 = only at the end")
+    every_kimg: float = option(
+        0.0,
+        "evaluate the (EMA) generator every this many kimg during training, on the workers, and at "
+        "the run's end; 0 = no in-training evaluation (jobs/evaluate.py evaluates afterwards)",
+    )
     num_samples: int = option(1000, "samples for FID and alignment")
     seed: int = option(1234, "seed of the evaluation noise and prompts")
+    batch_size: int = option(
+        50,
+        "samples per generator call; the set is cut into chunks of this size, shared round-robin "
+        "over the ranks (a chunk's images do not depend on the number of ranks)",
+    )
+    grid_samples: int = option(10, "samples in the grid logged with each evaluation")
+    fid_reference: str = option(
+        "",
+        "real teachers: reference statistics file (mu, sigma) of FID's Inception features "
+        "(python jobs/evaluate.py --reference-stats FILE --images FOLDER)",
+    )
+    inception_weights: str = option(
+        "", "real teachers: local copy of FID's InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth)"
+    )
+    clip_model: str = option("", "real teachers: local transformers CLIP folder for the CLIP score")
+    max_fid: float = option(
+        0.0, "an evaluation whose FID exceeds this marks the run diverged and stops it; 0 = only non-finite"
+    )
+    max_loss: float = option(
+        1e8, "a logged |loss| above this (or a non-finite one) marks the run diverged and stops it; 0 = off"
+    )
 
     def validate(self, path: str) -> None:
         _require(self.num_samples > 0, f"{path}.num_samples", "must be positive")
+        _require(self.batch_size > 0, f"{path}.batch_size", "must be positive")
+        _require(self.every_kimg >= 0, f"{path}.every_kimg", "must be >= 0 (0 = off)")
+        for name in ("max_fid", "max_loss", "grid_samples"):
+            _require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
 
 
 @dataclass
 class TrackingConfig:
-    mlflow_uri: str = option("", "MLflow tracking URI (sqlite:///... or http://...); empty = no MLflow")
+    mlflow_uri: str = option(
+        "",
+        "MLflow tracking URI (sqlite:///... or http://...); empty = MLFLOW_TRACKING_URI when set, "
+        "else no MLflow (the shipped configs use sqlite:///runs/mlflow.db); one that does not answer "
+        "is refused before any worker starts",
+    )
     experiment: str = option("sid_ray", "MLflow experiment name")
+    run_id: str = option(
+        "",
+        "log into this existing MLflow run instead of opening one (a sweep's trial run, opened "
+        "nested under the sweep's parent run); a resumed run keeps the id its checkpoint holds",
+    )
+    log_model: bool = option(
+        True, "log the final exported generator to MLflow (mlflow.diffusers flavour for pipeline folders)"
+    )
 
     def validate(self, path: str) -> None:
         _require(

@@ -20,13 +20,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data import embedding_cache as cache
 from sid_ray.data.prompt_sources import PromptSet, is_eval_prompt, prompt_hash, read_prompt_set
+from sid_ray.data.storage import StoragePath
 
 ENCODERS_FILE = "encoders.json"  # max length and text-encoder identity, written by the first actor
 
@@ -79,7 +79,7 @@ class ShardEncoder:
         self.adapter = adapter_class(config.model.name).text_encoder(config.model)
         if use_gpu:
             self.adapter.to("cuda")
-        self.folder, self.data = Path(folder), config.data
+        self.folder, self.data = StoragePath(folder), config.data
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, seconds = [], []
@@ -149,10 +149,10 @@ def run_prompt_set(config: RunConfig) -> PromptSet:
     return PromptSet(prompts, {"files": 0, "lines": len(prompts), "kept": len(prompts)})
 
 
-def cache_folder(config: RunConfig) -> Path:
+def cache_folder(config: RunConfig) -> StoragePath:
     if not config.data.embedding_cache:
         raise ConfigError("data.embedding_cache: empty; set the folder the embeddings are written to")
-    return Path(config.data.embedding_cache).expanduser().resolve()
+    return StoragePath(config.data.embedding_cache)
 
 
 def build_embedding_cache(
@@ -188,7 +188,7 @@ def build_embedding_cache(
     return manifest
 
 
-def _encode(config: RunConfig, folder: Path, prompts: list[str], pending: list[dict]) -> int:
+def _encode(config: RunConfig, folder: StoragePath, prompts: list[str], pending: list[dict]) -> int:
     """Run the pending shards through the actor pool; the number of prompts encoded."""
     import ray.data
     from tqdm import tqdm
@@ -214,7 +214,12 @@ def _encode(config: RunConfig, folder: Path, prompts: list[str], pending: list[d
 
 
 def _manifest(
-    config: RunConfig, folder: Path, prompt_set: PromptSet, plan: list[dict], seconds: float, encoded: int
+    config: RunConfig,
+    folder: StoragePath,
+    prompt_set: PromptSet,
+    plan: list[dict],
+    seconds: float,
+    encoded: int,
 ) -> dict:
     """The manifest of a complete cache, its counts summed from the shards' own records."""
     infos = [cache.read_shard_info(folder / cache.SHARDS_DIR / s["file"]) for s in plan]
@@ -245,7 +250,7 @@ def _manifest(
     }
 
 
-def _remove_stale_shards(folder: Path, plan: list[dict]) -> None:
+def _remove_stale_shards(folder: StoragePath, plan: list[dict]) -> None:
     """Shards of an earlier prompt list that this one does not use (a changed source)."""
     keep = {s["file"] for s in plan}
     for path in (folder / cache.SHARDS_DIR).glob("*.parquet"):

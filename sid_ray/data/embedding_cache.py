@@ -1,6 +1,7 @@
 """The embedding cache on disk: prompt embeddings encoded once, read by training instead of text.
 
-A cache folder (`data.embedding_cache`, written by `sid_ray.data.embedding_build`):
+A cache folder (`data.embedding_cache`, written by `sid_ray.data.embedding_build`; a local or shared
+folder, or s3:// gs:// through pyarrow, `sid_ray.data.storage`):
 
     manifest.json                  model and encoder identity, max length, dtype, counts, shards
     null.parquet                   the null condition (the empty prompt's embeddings), one row
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.data.storage import StoragePath, is_uri
 from sid_ray.models.conditioning import TensorConditioning
 
 CACHE_VERSION = 1
@@ -97,21 +99,27 @@ def rows_table(
     return table.replace_schema_metadata({k: v.encode() for k, v in metadata.items()})
 
 
-def write_table_atomically(table: pa.Table, path: Path) -> None:
-    """Write then rename: a killed job leaves no half shard that a resume would take as done."""
+def write_table_atomically(table: pa.Table, path: StoragePath | str | Path) -> None:
+    """A killed job leaves no half shard that a resume would take as done: on a disk, write then
+    rename; in object storage an object exists only once its upload completed."""
+    path = StoragePath(path)
     row_bytes = sum(len(table[c][0].as_py()) for c in table.column_names if c.startswith(EMB_PREFIX))
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial, row_group_size=max(1, _ROW_GROUP_BYTES // max(row_bytes, 1)))
-    os.replace(partial, path)
+    target = path if is_uri(path.uri) else path.with_name(f".{path.name}.{os.getpid()}.partial")
+    rows = max(1, _ROW_GROUP_BYTES // max(row_bytes, 1))
+    pq.write_table(table, target.path, row_group_size=rows, filesystem=target.fs)
+    if target is not path:
+        target.replace(path)
 
 
-def read_layout(path: Path) -> Layout:
-    return json.loads(pq.read_schema(path).metadata[_LAYOUT_KEY])
+def read_layout(path: StoragePath | str | Path) -> Layout:
+    path = StoragePath(path)
+    return json.loads(pq.read_schema(path.path, filesystem=path.fs).metadata[_LAYOUT_KEY])
 
 
-def read_shard_info(path: Path) -> dict:
+def read_shard_info(path: StoragePath | str | Path) -> dict:
     """What the shard's writer recorded: {"rows", "train_rows", "truncated": {tokenizer: n}}."""
-    return json.loads(pq.read_schema(path).metadata.get(_INFO_KEY, b"{}"))
+    path = StoragePath(path)
+    return json.loads(pq.read_schema(path.path, filesystem=path.fs).metadata.get(_INFO_KEY, b"{}"))
 
 
 def decode_rows(layout: Layout, columns: dict[str, list[bytes] | np.ndarray]) -> dict[str, torch.Tensor]:
@@ -136,8 +144,8 @@ def byte_rows(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return _join(rows).reshape(len(rows), -1) if rows else np.zeros((0, 0), np.uint8)
 
 
-def read_manifest(folder: str | Path) -> dict | None:
-    path = Path(folder) / MANIFEST
+def read_manifest(folder: StoragePath | str | Path) -> dict | None:
+    path = StoragePath(folder) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -173,15 +181,15 @@ def text_max_length(adapter) -> int | None:
     return length or getattr(getattr(adapter, "variant", None), "max_sequence_length", None)
 
 
-def write_null(folder: Path, null: dict[str, torch.Tensor]) -> None:
-    path = folder / NULL_FILE
+def write_null(folder: StoragePath | str | Path, null: dict[str, torch.Tensor]) -> None:
+    path = StoragePath(folder) / NULL_FILE
     if not path.exists():
         write_table_atomically(rows_table([""], [""], ["null"], null), path)
 
 
-def read_null(folder: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(folder) / NULL_FILE
-    table = pq.read_table(path)
+def read_null(folder: StoragePath | str | Path) -> dict[str, torch.Tensor]:
+    path = StoragePath(folder) / NULL_FILE
+    table = pq.read_table(path.path, filesystem=path.fs)
     layout = read_layout(path)
     return decode_rows(
         layout, {c: table[c].to_pylist() for c in table.column_names if c.startswith(EMB_PREFIX)}

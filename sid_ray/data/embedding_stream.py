@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from sid_ray.data import embedding_cache as cache
 from sid_ray.data.prompts import RankPromptStream, prompt_indices, rank_positions
+from sid_ray.data.storage import StoragePath
 from sid_ray.models.conditioning import TensorConditioning
 
 _BATCH_BYTES = 64 * 2**20  # embeddings per Ray Data batch of the stream (blocks stay small)
@@ -29,7 +30,7 @@ class CachedTable:
     read from the shards' row groups on demand."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = StoragePath(folder)
         self.manifest = cache.read_manifest(self.folder)
         if self.manifest is None:
             raise FileNotFoundError(f"{self.folder} has no {cache.MANIFEST}: not a finished embedding cache")
@@ -38,7 +39,7 @@ class CachedTable:
         self.paths = [self.folder / cache.SHARDS_DIR / s["file"] for s in self.manifest["shards"]]
         shards, rows, prompts = [], [], []
         for number, path in enumerate(self.paths):
-            table = pq.read_table(path, columns=["prompt", "split"])
+            table = pq.read_table(path.path, columns=["prompt", "split"], filesystem=path.fs)
             train = np.flatnonzero(np.asarray(table["split"].to_pylist()) == "train")
             shards.append(np.full(len(train), number, np.int64))
             rows.append(train)
@@ -67,7 +68,8 @@ class CachedTable:
     def _read_rows(self, shard: int, rows: np.ndarray) -> pa.Table:
         """Rows `rows` of one shard: only the row groups holding them are read."""
         if shard not in self._files:
-            self._files[shard] = pq.ParquetFile(self.paths[shard])
+            path = self.paths[shard]
+            self._files[shard] = pq.ParquetFile(path.fs.open_input_file(path.path))
         file = self._files[shard]
         sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -87,7 +89,7 @@ class CachedConditioning:
     """Stream rows -> `EncodedPrompts` (the null condition read once from the cache)."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = StoragePath(folder)
         self.layout = cache.read_manifest(self.folder)["layout"]
         self.null = cache.read_null(self.folder)
 

@@ -6,7 +6,8 @@ loop's `PromptCycle` serves them. Iteration i of a run with global batch B uses 
 [i B, (i + 1) B); rank r takes the contiguous slice [i B + r b, i B + (r + 1) b) with b = B /
 world, which is micro-batches r * accumulation ... (r + 1) * accumulation - 1 of the single
 process. So 2 workers see exactly the prompts the single process gives the same noise keys,
-and a resumed run continues at position i B without replaying anything.
+and a resumed run continues at position i B without replaying anything: its stream starts there
+(`sid_ray.data.stream_start`), the rows before are never read.
 
 Each rank's stream is its own Ray Dataset (`RankPromptStream.configure`): `get_dataset_shard`
 in a worker returns the iterator of its rank's rows; no rank ever reads another's.
@@ -24,6 +25,7 @@ from ray.train import DataConfig
 
 from sid_ray.config.schema import DataConfig as PromptDataConfig
 from sid_ray.data.prompt_sources import read_prompt_set
+from sid_ray.data.stream_start import first_rows
 
 # Used when `data.prompts` is empty and the teacher has no built-in prompt list of its own
 # (the toy adapters have their own lists: `TeacherAdapter.default_prompts`): enough
@@ -97,6 +99,7 @@ class RankPromptStream(DataConfig):
     def __init__(self, prompts: list[str], seed: int, batch_size: int):
         super().__init__(datasets_to_split=[])
         self.prompts, self.seed, self.batch_size = list(prompts), seed, batch_size
+        self.start = None  # the run's StreamStart actor (sid_ray.data.stream_start), when resumable
 
     def rank_udf(self, rank: int, world: int):
         """The map_batches UDF of one rank's rows (subclasses serve other rows, same positions)."""
@@ -107,6 +110,10 @@ class RankPromptStream(DataConfig):
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         base = datasets[PROMPT_STREAM]
+        # a resumed run: the rows of trained iterations go before the UDF reads anything for them
+        skipped = first_rows(self.start, self.batch_size // world_size)
+        if skipped:
+            base = base.filter(expr=f"id >= {skipped}")
         rows = self.rows_per_batch()
         per_rank = []
         for rank in range(world_size):
@@ -125,12 +132,20 @@ def read_prompts(
     """The prompt list of a run: `data.prompts` read with Ray Data (local, s3://, gs://), cleaned
     and counted by `sid_ray.data.prompt_sources` (rows it dropped are logged, never silent); or
     `default` when unset."""
+    return read_prompts_counted(data, default, log)[0]
+
+
+def read_prompts_counted(
+    data: PromptDataConfig, default: list[str] | None = None, log: Callable[[str], None] = print
+) -> tuple[list[str], dict[str, int]]:
+    """`read_prompts` and its counts ({"lines", "kept", one per kind of dropped row}) for MLflow."""
     if not data.prompts:
-        return list(default) if default else list(BUILTIN_PROMPTS)
+        prompts = list(default) if default else list(BUILTIN_PROMPTS)
+        return prompts, {"lines": len(prompts), "kept": len(prompts)}
     prompt_set = read_prompt_set(data)
     if prompt_set.counts["lines"] != prompt_set.counts["kept"] or prompt_set.counts.get("empty_file"):
         log(f"[prompts] {prompt_set.summary()}")
-    return prompt_set.prompts
+    return prompt_set.prompts, dict(prompt_set.counts)
 
 
 def write_prompts_txt(prompts: list[str], path: str | Path) -> Path:

@@ -16,10 +16,15 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(2 * xy - xx - yy)
 
 
-def mode_masses(samples: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
-    """Fraction of samples whose nearest mixture mean is each component (M,)."""
-    nearest = mixture.nearest_component(samples)
-    return torch.bincount(nearest, minlength=mixture.means.shape[0]).double() / samples.shape[0]
+def mode_masses(
+    samples: torch.Tensor, mixture: GaussianMixture, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each component's mass in `samples` (M,): the mean posterior responsibility p(m | x, c)
+    under the true mixture (c = `labels`, default the null condition, i.e. the marginal).
+
+    On exact samples its expectation is the component's weight however wide or overlapping the
+    modes are; the nearest-mean count is not (it hands a wide mode's tails to its neighbours)."""
+    return mixture.responsibilities(samples.to(mixture.means.dtype), labels).mean(dim=0)
 
 
 def worst_relative_mass_error(
@@ -30,16 +35,24 @@ def worst_relative_mass_error(
     return float(((masses - weights.double()).abs() / weights.double()).max())
 
 
+def per_step_samples(generator, num_steps: int, cond, dim: int, seed: int) -> list[torch.Tensor]:
+    """The k-step outputs of a K = `num_steps` generator for every k = 1..K, from the same seeded
+    noise: what each intermediate step of the few-step roll-out gives (SID.md 3)."""
+    return [_rollout_samples(generator, k, num_steps, cond, dim, seed) for k in range(1, num_steps + 1)]
+
+
 def generator_samples(generator, num_steps: int, cond, dim: int, seed: int) -> torch.Tensor:
     """K-step SiD roll-out of a (toy) generator from seeded noise, no CFG (SID.md 3, 5)."""
+    return _rollout_samples(generator, num_steps, num_steps, cond, dim, seed)
+
+
+def _rollout_samples(generator, k: int, num_steps: int, cond, dim: int, seed: int) -> torch.Tensor:
     from sid_ray.sid.rollout import rollout
 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(cond.batch_size, dim, generator=g)
     with torch.no_grad():
-        return rollout(
-            lambda x, t: generator.guided_velocity(x, t, cond, 1.0), z, num_steps, num_steps, "fresh", g
-        )
+        return rollout(lambda x, t: generator.guided_velocity(x, t, cond, 1.0), z, k, num_steps, "fresh", g)
 
 
 def teacher_euler_samples(

@@ -11,6 +11,7 @@ LoRA adapter is injected with the same `add_lora` the runs use, so the counts ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import nn
@@ -78,3 +79,68 @@ def describe(model: ModelConfig) -> Architecture:
         text_encoder_parameters=sum(n for part, n in parts.items() if part.startswith("text_encoder")),
         vae_parameters=parts.get("vae", 0),
     )
+
+
+# --- the released text encoders, counted -------------------------------------------------------
+# Their architectures as the public config.json files give them: only the fields that decide the
+# parameter count (the rest are transformers' defaults). The families' `released_part_parameters`
+# (memory plan constants) are checked against these counts by tests/cluster/test_text_encoder_sizes.py.
+CLIP_L = {  # openai/clip-vit-large-patch14, text_config; FLUX.1-dev and SD3's text_encoder/config.json
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+}
+CLIP_BIGG = {  # laion/CLIP-ViT-bigG-14-laion2B-39B-b160k text tower; SD3's text_encoder_2/config.json
+    "vocab_size": 49408,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_position_embeddings": 77,
+    "projection_dim": 1280,
+}
+T5_XXL = {  # google/t5-v1_1-xxl config.json; FLUX.1-dev text_encoder_2, SD3 text_encoder_3 (encoder only)
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "feed_forward_proj": "gated-gelu",
+}
+GEMMA2_2B = {  # google/gemma-2-2b-it config.json; SANA's text_encoder/config.json (Gemma2Model)
+    "vocab_size": 256000,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+}
+# family -> {part: (transformers model class, config class, config)}
+RELEASED_TEXT_ENCODERS: dict[str, dict[str, tuple[str, str, dict]]] = {
+    "flux": {
+        "text_encoder": ("CLIPTextModel", "CLIPTextConfig", CLIP_L),
+        "text_encoder_2": ("T5EncoderModel", "T5Config", T5_XXL),
+    },
+    "sd3": {  # SD3 / SD3.5: both CLIPs with their text projections (768 and 1280)
+        "text_encoder": ("CLIPTextModelWithProjection", "CLIPTextConfig", {**CLIP_L, "projection_dim": 768}),
+        "text_encoder_2": ("CLIPTextModelWithProjection", "CLIPTextConfig", CLIP_BIGG),
+        "text_encoder_3": ("T5EncoderModel", "T5Config", T5_XXL),
+    },
+    "sana": {"text_encoder": ("Gemma2Model", "Gemma2Config", GEMMA2_2B)},
+}
+
+
+@cache
+def text_encoder_parameters(family: str, part: str) -> int:
+    """Parameters of a released text encoder, built from its config on the meta device."""
+    import transformers
+
+    model_class, config_class, values = RELEASED_TEXT_ENCODERS[family][part]
+    config = getattr(transformers, config_class)(**values)
+    with torch.device("meta"):
+        return _count(getattr(transformers, model_class)(config))

@@ -36,14 +36,28 @@ _OWNERS: dict[str, str] = {
     "sana-tiny": "sid_ray.models.sana",
     # the toy worlds (sid_ray.toys)
     "gmm-ring": "sid_ray.toys.gaussian_mixture_adapter",
+    # generated exact mixtures (sid_ray.toys.mixture_family): presets, and any "gmm:<spec>" below
+    "gmm-d2": "sid_ray.toys.gaussian_mixture_adapter",
+    "gmm-d3": "sid_ray.toys.gaussian_mixture_adapter",
+    "gmm-d5": "sid_ray.toys.gaussian_mixture_adapter",
+    "gmm-d8": "sid_ray.toys.gaussian_mixture_adapter",
     "digits-flux": "sid_ray.toys.digits",
 }
+# name prefix -> module that registers a family of names spelled from that prefix (a teacher's
+# whole spec in its name, e.g. "gmm:dim=5,modes=6,seed=1")
+_PREFIX_OWNERS: dict[str, str] = {"gmm:": "sid_ray.toys.gaussian_mixture_adapter"}
 _CLASSES: dict[str, type[TeacherAdapter]] = {}
+_PREFIX_CLASSES: dict[str, type[TeacherAdapter]] = {}
 
 
 def register(name: str, adapter: type[TeacherAdapter]) -> None:
     """Called by a family module at import: `adapter(model_config, sid=sid_config)` builds `name`."""
     _CLASSES[name] = adapter
+
+
+def register_prefix(prefix: str, adapter: type[TeacherAdapter]) -> None:
+    """Every name starting with `prefix` builds `adapter` (which reads the rest of the name)."""
+    _PREFIX_CLASSES[prefix] = adapter
 
 
 def declare(name: str, module: str) -> None:
@@ -57,10 +71,16 @@ def registered_names() -> list[str]:
 
 def adapter_class(name: str) -> type[TeacherAdapter]:
     """The class registered for `name` (its module imported now); unknown names list the known."""
-    if name not in _CLASSES:
-        if name not in _OWNERS:
-            raise ConfigError(f"model.name: unknown teacher {name!r}; registered: {registered_names()}")
-        importlib.import_module(_OWNERS[name])
+    if name in _CLASSES:
+        return _CLASSES[name]
+    prefix = next((p for p in _PREFIX_OWNERS if name.startswith(p)), None)
+    if prefix is not None:
+        importlib.import_module(_PREFIX_OWNERS[prefix])
+        return _PREFIX_CLASSES[prefix]
+    if name not in _OWNERS:
+        known = registered_names() + [f"{p}<spec>" for p in sorted(_PREFIX_OWNERS)]
+        raise ConfigError(f"model.name: unknown teacher {name!r}; registered: {known}")
+    importlib.import_module(_OWNERS[name])
     return _CLASSES[name]
 
 

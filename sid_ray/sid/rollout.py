@@ -21,14 +21,44 @@ def rollout_times(num_steps: int) -> list[float]:
     return [1.0 - i / num_steps for i in range(num_steps)]
 
 
-def draw_num_steps(max_steps: int, seed: int, iteration: int) -> int:
+K_LAWS = ("uniform", "last")
+
+
+def draw_num_steps(max_steps: int, seed: int, iteration: int, block: int = 1, law: str = "uniform") -> int:
     """k ~ U{1..K}, the same on every rank without communication.
 
     k is a pure function of (seed, iteration): every rank draws it from its own generator seeded
     identically, and a resumed run draws the same k at the same iteration.
+
+    `block` iterations in a row share one k (1: a fresh k every iteration, as SID.md 3 says). Why blocks: F is trained on the current k's
+    outputs only, and with a fresh k every iteration it learns the score of the uniform mixture
+    of the K outputs; G's fixed point is then "the mixture matches the data", which the steps
+    can meet by making opposite errors (on the exact teachers the 1-step output of a 4-step G
+    overshoots and the 4-step output compensates). Over a block F catches up with that one k's
+    outputs, so each k's output, the K-step one included, is pushed to the data by itself.
+    The blocks of each round of K take every k once (i.i.d. blocks left the 4-step output
+    untrained through the last 350 iterations of a run, and worse than the 1-step student).
+
+    `law` "last" always runs all K steps: F only ever
+    sees the K-step outputs, so they alone are pushed to the data (the k < K outputs are then
+    not trained to be samples; inference runs k = K anyway), at K instead of (K + 1) / 2 roll-out
+    passes of G per update.
     """
-    g = torch.Generator().manual_seed(zlib.crc32(f"sid-k/{seed}/{iteration}".encode()))
-    return int(torch.randint(1, max_steps + 1, (1,), generator=g).item())
+    if law not in K_LAWS:
+        raise ValueError(f"unknown law of k {law!r}; valid: {list(K_LAWS)}")
+    if block < 1:
+        raise ValueError(f"k block must be >= 1 iteration, got {block}")
+    if law == "last":
+        return max_steps
+    if block == 1:
+        g = torch.Generator().manual_seed(zlib.crc32(f"sid-k/{seed}/{iteration}".encode()))
+        return int(torch.randint(1, max_steps + 1, (1,), generator=g).item())
+    # blocks come in rounds of K, one block of each k in a seeded order: no k goes unseen for
+    # more than 2K - 2 blocks, so none is stale when the run (and its learning rate) ends
+    index = iteration // block
+    round_key = f"sid-k/{seed}/block{block}/round{index // max_steps}"
+    g = torch.Generator().manual_seed(zlib.crc32(round_key.encode()))
+    return int(torch.randperm(max_steps, generator=g)[index % max_steps].item()) + 1
 
 
 def rollout(

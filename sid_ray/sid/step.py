@@ -48,6 +48,8 @@ class SiDSettings:
     `sid_ray.train.sid_settings.settings_from_config` builds this from it."""
 
     num_steps: int  # K
+    k_law: str  # how k in 1..K is drawn: "uniform" (SID.md 3) or "last" (always K)
+    k_block: int  # iterations in a row that share one k (1 = a fresh k every iteration)
     rollout_noise: str
     time_law: object  # an object with .sample(batch, generator, device) -> t (B,)
     weighting: str
@@ -259,7 +261,12 @@ def distill_step(
     """One SiD iteration. k ~ U{1..K} is a function of (seed, iteration): equal on all ranks.
 
     `ctx.kimg` (images seen before this iteration, in thousands) drives the data-aided schedule."""
-    ctx = dataclasses.replace(ctx, k=draw_num_steps(settings.num_steps, ctx.seed, ctx.iteration))
+    ctx = dataclasses.replace(
+        ctx,
+        k=draw_num_steps(
+            settings.num_steps, ctx.seed, ctx.iteration, block=settings.k_block, law=settings.k_law
+        ),
+    )
     # the first F update keeps the single-update noise stream: fake_updates=1 is SID.md exactly;
     # the loss reported is the last one, the F that G's update then sees
     for j in range(settings.fake_updates):

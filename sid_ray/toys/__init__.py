@@ -1,7 +1,8 @@
 """The toy worlds: teachers whose answers are known, for tests, the demo and the method's checks.
 
-- the exact Gaussian-mixture teacher ("gmm-ring": `gaussian_mixture`, its adapter, the MLP copies
-  of F and G and their fit to the exact velocity),
+- the exact Gaussian-mixture teachers ("gmm-ring": `gaussian_mixture`, its adapter, the MLP copies
+  of F and G and their fit to the exact velocity; a seeded family of generated class-conditional
+  mixtures of any dimension, "gmm-d2" .. "gmm-d8" or "gmm:<spec>": `mixture_family`),
 - the digits teacher ("digits-flux": a tiny real FLUX pipeline trained here on sklearn's digits,
   its data, its image-text shards and its adapter).
 

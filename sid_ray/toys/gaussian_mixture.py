@@ -57,26 +57,43 @@ class GaussianMixture:
         return self.means[comp] + self.stds[comp, None] * noise
 
     def nearest_component(self, x: torch.Tensor) -> torch.Tensor:
-        """The index of the closest mean for each row of x; used to read mode masses."""
+        """The index of the closest mean for each row of x (misreads wide modes: see
+        `responsibilities`, which mode masses use)."""
         return torch.cdist(x.to(self.means), self.means).argmin(dim=1)
 
-    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The exact v = E[eps - x0 | x_t, c] (module docstring), computed in the means' dtype."""
-        dtype = x_t.dtype
+    def responsibilities(self, x0: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """p(m | x0, c) (B, M) under the true mixture; labels None = the marginal (null condition).
+
+        Averaged over exact samples this is the component weight, whatever the modes' widths and
+        overlaps: the unbiased way to read a sample set's mode masses (the nearest mean gives a
+        wide mode's outskirts to its narrow neighbours)."""
+        if labels is None:
+            labels = torch.full((x0.shape[0],), self.num_classes, dtype=torch.long)
+        t0 = torch.zeros(x0.shape[0], dtype=self.means.dtype)
+        _, _, resp = self._posterior(x0, t0, labels)
+        return resp[..., 0]
+
+    def _posterior(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor):
+        """(centred (B, M, D), var (B, M, 1), responsibilities (B, M, 1)) of x_t given each mode."""
         x = x_t.to(self.means.dtype)
         t = t.to(self.means.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
-        mu = self.means[None]  # (1, M, D)
         s2 = (self.stds**2)[None, :, None]  # (1, M, 1)
         var = (1 - t) ** 2 * s2 + t**2  # (B, M, 1)
-        centred = x[:, None, :] - (1 - t) * mu  # (B, M, D)
+        centred = x[:, None, :] - (1 - t) * self.means[None]  # (B, M, D)
         log_density = -0.5 * (centred**2).sum(-1) / var[..., 0] - 0.5 * self.dim * torch.log(
             2 * math.pi * var[..., 0]
         )
-        log_w = torch.log(self.weights(labels).clamp_min(1e-300))
-        resp = torch.softmax(log_w + log_density, dim=1)[..., None]  # (B, M, 1)
+        log_w = torch.log(self.weights(labels.to(self.means.device)).clamp_min(1e-300))
+        return centred, var, torch.softmax(log_w + log_density, dim=1)[..., None]
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The exact v = E[eps - x0 | x_t, c] (module docstring), computed in the means' dtype."""
+        centred, var, resp = self._posterior(x_t, t, labels)
+        t = t.to(self.means.dtype).reshape(-1, 1, 1)
+        s2 = (self.stds**2)[None, :, None]
         e_eps = t / var * centred
-        e_x0 = mu + (1 - t) * s2 / var * centred
-        return (resp * (e_eps - e_x0)).sum(dim=1).to(dtype)
+        e_x0 = self.means[None] + (1 - t) * s2 / var * centred
+        return (resp * (e_eps - e_x0)).sum(dim=1).to(x_t.dtype)
 
 
 def ring_mixture(

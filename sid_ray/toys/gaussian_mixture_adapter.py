@@ -1,6 +1,11 @@
-"""The exact Gaussian-mixture teacher as a registered adapter ("gmm-ring").
+"""The exact Gaussian-mixture teachers as registered adapters.
 
-Prompts are class names: "mode 3" conditions on class 3, "" (or "null") is the null condition.
+"gmm-ring" is the 2-D, 8-mode ring; the generated mixtures (`sid_ray.toys.mixture_family`) are
+registered by preset name ("gmm-d5") and by spec ("gmm:dim=5,modes=6,seed=1", any name with the
+"gmm:" prefix), so a config's `model.name` picks any of them.
+
+Prompts are class names: "mode 3" (or "class 3") conditions on class 3, "" (or "null") is the
+null condition.
 F and G are label-conditioned MLPs; they start as copies of the teacher only after being fitted
 to its velocity (`sid_ray.toys.fit_teacher`), since an MLP cannot be a literal copy of a formula.
 """
@@ -15,13 +20,31 @@ from sid_ray.config.schema import ConfigError, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
 from sid_ray.models.conditioning import TensorConditioning
-from sid_ray.models.registry import register
-from sid_ray.toys.gaussian_mixture import ExactMixtureTeacher, label_conditioning, ring_mixture
+from sid_ray.models.registry import register, register_prefix
+from sid_ray.toys.gaussian_mixture import (
+    ExactMixtureTeacher,
+    GaussianMixture,
+    label_conditioning,
+    ring_mixture,
+)
+from sid_ray.toys.mixture_family import PRESETS, SPEC_PREFIX, generated_mixture, parse_spec
 from sid_ray.toys.mlp import LabelMLPVelocity
+
+RING = "gmm-ring"
+
+
+def mixture_named(name: str) -> GaussianMixture:
+    """The exact mixture behind a registered name: the ring, a preset or a 'gmm:' spec."""
+    if name == RING:
+        return ring_mixture()
+    try:
+        return generated_mixture(parse_spec(name))
+    except ValueError as err:
+        raise ConfigError(f"model.name: {err}") from None
 
 
 class GaussianMixtureAdapter(TeacherAdapter):
-    name = "gmm-ring"
+    name = RING  # the instance's name is its model.name
     family = "gmm"
 
     def __init__(
@@ -32,7 +55,8 @@ class GaussianMixtureAdapter(TeacherAdapter):
         depth: int = 4,
     ):
         # `sid` is the registry's argument; the exact toy teacher needs nothing from that section
-        self.mixture = ring_mixture()
+        self.name = config.name if config is not None else RING
+        self.mixture = mixture_named(self.name)
         self._teacher = ExactMixtureTeacher(self.mixture)
         self.width, self.depth = width, depth
         self.fit_steps = config.toy_fit_steps if config is not None else ModelConfig().toy_fit_steps
@@ -60,9 +84,10 @@ class GaussianMixtureAdapter(TeacherAdapter):
     @classmethod
     def default_prompts(cls, model: ModelConfig) -> list[str]:
         """Class prompts in proportion to the class prior, plus 20% null prompts."""
-        prior = ring_mixture().class_prior
+        prior = mixture_named(model.name).class_prior
         counts = (prior / prior.min()).round().long().tolist()
-        prompts = [f"mode {c}" for c, n in enumerate(counts) for _ in range(n)]
+        word = "mode" if model.name == RING else "class"  # the ring has one class per mode
+        prompts = [f"{word} {c}" for c, n in enumerate(counts) for _ in range(n)]
         return prompts + [""] * (len(prompts) // 4)
 
     def encode_prompts(self, prompts: list[str]) -> TensorConditioning:
@@ -75,14 +100,17 @@ class GaussianMixtureAdapter(TeacherAdapter):
         try:
             word, number = text.split()
             label = int(number)
-            if word != "mode" or not 0 <= label < self.mixture.num_classes:
+            if word not in ("mode", "class") or not 0 <= label < self.mixture.num_classes:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"prompt {prompt!r} is not a class of the gmm-ring teacher: use 'mode N' with "
+                f"prompt {prompt!r} is not a class of the {self.name} teacher: use 'class N' with "
                 f"N in 0..{self.mixture.num_classes - 1}, or '' for the null condition"
             ) from None
         return label
 
 
-register("gmm-ring", GaussianMixtureAdapter)
+register(RING, GaussianMixtureAdapter)
+for _preset in PRESETS:
+    register(_preset, GaussianMixtureAdapter)
+register_prefix(SPEC_PREFIX, GaussianMixtureAdapter)

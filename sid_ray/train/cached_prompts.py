@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data import embedding_cache as cache
 from sid_ray.data.embedding_stream import CachedConditioning, EmbeddingCycle
 from sid_ray.data.prompt_sources import split_prompts
+from sid_ray.data.storage import StoragePath
 
 
 def uses_embedding_cache(config: RunConfig) -> bool:
@@ -80,7 +80,7 @@ def with_absolute_cache(config: RunConfig) -> RunConfig:
     if not config.data.embedding_cache:
         return config
     config = copy.deepcopy(config)
-    config.data.embedding_cache = str(Path(config.data.embedding_cache).expanduser().resolve())
+    config.data.embedding_cache = str(StoragePath(config.data.embedding_cache))  # a URI stays one
     return config
 
 

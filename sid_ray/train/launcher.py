@@ -1,8 +1,9 @@
 """Build and run the TorchTrainer of a distributed SiD run from our config.
 
-Storage is `<output_dir>/<name>` (absolute); Ray Train V2 keeps its checkpoint index there, so
-starting a run with the same name again resumes from its latest checkpoint, and a worker
-failure restarts the worker group from it (`train.max_failures` times).
+Checkpoints are stored under `<train.storage_path or output_dir>/<name>` (`run_storage`: a folder
+or s3:// gs://); Ray Train V2 keeps its checkpoint index there, so starting a run with the same
+name again resumes from its latest checkpoint, and a worker failure restarts the worker group from
+it (`train.max_failures` times).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,21 +20,24 @@ import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from sid_ray.config.io import config_to_dict, dump_config
-from sid_ray.config.paths import EXPORT_DIR
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.data_tracking import log_counts
 from sid_ray.data.embedding_build import ensure_embedding_cache
 from sid_ray.data.embedding_stream import RankEmbeddingStream
 from sid_ray.data.image_pairs import encode_pairs
 from sid_ray.data.pair_stream import RankPairStream
-from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts, rows_per_rank
+from sid_ray.data.prompt_sources import split_prompts
+from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts_counted, rows_per_rank
+from sid_ray.data.stream_start import stream_start_actor
 from sid_ray.models.registry import default_prompts
-from sid_ray.train.cached_prompts import training_prompts, uses_embedding_cache, with_absolute_cache
+from sid_ray.train.cached_prompts import uses_embedding_cache, with_absolute_cache
 from sid_ray.train.console import Console, init_ray
 from sid_ray.train.data_resources import check_data_stage
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.memory_plan import check_fits
 from sid_ray.train.progress import ProgressPrinter
-from sid_ray.train.tracking import absolute_tracking_uri
+from sid_ray.train.run_storage import checkpoint_location, copy_export, storage_path, train_state
+from sid_ray.train.tracking import check_tracking_uri, resolve_tracking_uri
 from sid_ray.train.worker import train_loop_per_worker
 
 
@@ -80,45 +83,69 @@ def scaling_config(config: RunConfig) -> ray.train.ScalingConfig:
     )
 
 
-def build_trainer(config: RunConfig, progress_queue=None) -> TorchTrainer:
+@dataclass
+class DataStage:
+    """What feeds the workers (a per-rank stream) and what reading it counted, for MLflow."""
+
+    stream: RankPromptStream
+    counts: dict[str, dict] = field(default_factory=dict)  # {group: {kind: count}}
+    artifacts: dict[str, dict] = field(default_factory=dict)  # {file name: JSON-able dict}
+    eval_prompts: list[str] = field(default_factory=list)  # held out by hash (text prompt runs only)
+
+
+def data_stage(config: RunConfig) -> DataStage:
+    """The run's stream: (caption, latent) pairs, cached embeddings or prompt texts."""
+    seed, batch = config.data.shuffle_seed, config.train.batch_size
+    if config.data.images:  # data-aided runs train on the captions of data.images
+        # (caption, latent) pairs of the cached table, in the prompt stream's order; encoded once
+        # here, before any worker starts (the table folder must be readable from every node)
+        table = encode_pairs(config)
+        counts = {"pairs": {"rows": len(table), "skipped": table.num_skipped}}
+        counts["pairs_skipped"] = table.meta.get("skipped", {})
+        return DataStage(RankPairStream(table.folder, seed, batch), counts)
+    if uses_embedding_cache(config):
+        # encoded once, here, when the cache is missing or stale; the workers load no text encoder
+        manifest = ensure_embedding_cache(config)
+        counts = {"read": manifest["read_counts"], "truncated": manifest["truncated"]}
+        counts["cache"] = {k: manifest[k] for k in ("count", "train_count", "eval_count")}
+        artifacts = {"embedding_manifest.json": manifest}
+        return DataStage(RankEmbeddingStream(config.data.embedding_cache, seed, batch), counts, artifacts)
+    prompts, read = read_prompts_counted(config.data, default_prompts(config.model))
+    train, held_out = split_prompts(prompts, config.data.eval_prompt_fraction)  # never trained on
+    counts = {"read": read, "prompts": {"train": len(train), "held_out": len(held_out)}}
+    return DataStage(RankPromptStream(train, seed, batch), counts, eval_prompts=held_out)
+
+
+def build_trainer(config: RunConfig, progress_queue=None, stage: DataStage | None = None) -> TorchTrainer:
     check_batch(config)
     config = with_absolute_cache(config)
     train = config.train
-    run_dir = Path(config.output_dir).resolve()
-    # data-aided runs train on the captions of data.images instead of a prompt list
-    prompts = None if config.data.images else read_prompts(config.data, default_prompts(config.model))
+    stage = stage or data_stage(config)
     iterations = math.ceil(train.total_kimg * 1000 / train.batch_size)
     # Ray Data keeps each rank's rows in order (the worker checks every batch's positions)
     data_context = ray.data.DataContext.get_current()
     data_context.execution_options.preserve_order = True
     data_context.enable_progress_bars = False  # the progress line is ours
-    if prompts is None:
-        # (caption, latent) pairs of the cached table, in the prompt stream's order; encoded once
-        # here, before any worker starts (the table folder must be readable from every node)
-        table = encode_pairs(config)
-        dataset_config = RankPairStream(table.folder, config.data.shuffle_seed, train.batch_size)
-    elif uses_embedding_cache(config):
-        # encoded once, here, when the cache is missing or stale; the workers load no text encoder
-        ensure_embedding_cache(config)
-        folder = config.data.embedding_cache
-        dataset_config = RankEmbeddingStream(folder, config.data.shuffle_seed, train.batch_size)
-    else:
-        prompts = training_prompts(prompts, config)  # the held-out evaluation share removed
-        dataset_config = RankPromptStream(prompts, config.data.shuffle_seed, train.batch_size)
+    # the workers tell it where they resume, so the stream begins there (sid_ray.data.stream_start)
+    stage.stream.start = stream_start_actor(config.name)
     rows = ray.data.range(rows_per_rank(iterations, train.batch_size, train.num_workers))
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config_to_dict(config), "progress_queue": progress_queue},
+        train_loop_config={
+            "config": config_to_dict(config),
+            "progress_queue": progress_queue,
+            "eval_prompts": stage.eval_prompts,
+        },
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         scaling_config=scaling_config(config),
         run_config=ray.train.RunConfig(
             name=config.name,
-            storage_path=str(run_dir),
+            storage_path=storage_path(config),
             failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.keep_checkpoints or None),
         ),
         datasets={PROMPT_STREAM: rows},
-        dataset_config=dataset_config,
+        dataset_config=stage.stream,
     )
 
 
@@ -131,11 +158,12 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     check_teacher(config)
     check_fits(config)  # a GPU run that cannot fit train.gpu_memory_gib fails here, naming what to change
     tracking = dataclasses.replace(
-        config.tracking, mlflow_uri=absolute_tracking_uri(config.tracking.mlflow_uri)
+        config.tracking, mlflow_uri=resolve_tracking_uri(config.tracking.mlflow_uri)
     )
     # absolute: the workers run in other folders and write the final export into the run folder
     output_dir = str(Path(config.output_dir).resolve())
     config = dataclasses.replace(config, tracking=tracking, output_dir=output_dir)
+    check_tracking_uri(config.tracking.mlflow_uri)  # an MLflow server that does not answer fails here
     if not ray.is_initialized():
         init_ray(console, _worker_env())
     reserved = check_data_stage(config)  # a data stream that could never run fails here, not hangs
@@ -144,27 +172,20 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     run_dir = Path(config.output_dir).resolve() / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
+    stage = data_stage(with_absolute_cache(config))  # prompts read, caches built: before the progress line
     in_place = console is not None and console.quiet  # one line rewritten in a terminal
     printer = ProgressPrinter(config.train.total_kimg, show_lines=show_progress, in_place=in_place)
     printer.start()
     try:
-        result = build_trainer(config, printer.queue).fit()
+        result = build_trainer(config, printer.queue, stage).fit()
     except BaseException:
         printer.stop()
         printer.summary("failed")
         raise
     rows = printer.stop()
-    export_dir = None
-    ckpt_path = result.checkpoint.path if result.checkpoint else None
-    if ckpt_path and (Path(ckpt_path) / EXPORT_DIR).is_dir():
-        # the final checkpoint's generator weights beside the pipeline folder rank 0 wrote there
-        export_dir = run_dir / EXPORT_DIR
-        export_dir.mkdir(exist_ok=True)
-        for file in (Path(ckpt_path) / EXPORT_DIR).iterdir():
-            if file.is_file():
-                file_in_run = export_dir / file.name
-                file_in_run.unlink(missing_ok=True)
-                _link_or_copy(str(file), str(file_in_run))
+    log_data_counts(config, result, stage)
+    export_dir = copy_export(result.checkpoint, run_dir)
+    ckpt_path = checkpoint_location(result.checkpoint)
     summary = printer.summary(
         "finished",
         {"checkpoint": ckpt_path, "export": str(export_dir) if export_dir else "none"},
@@ -172,12 +193,12 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     return LaunchResult(run_dir, export_dir, dict(result.metrics or {}), ckpt_path, rows, summary)
 
 
-def _link_or_copy(source: str, destination: str) -> None:
-    """A hard link where the storage allows (no second copy of a large file), else a copy."""
-    try:
-        os.link(source, destination)
-    except OSError:  # another file system (cloud or network storage), or links not supported
-        shutil.copy2(source, destination)
+def log_data_counts(config: RunConfig, result, stage: DataStage) -> None:
+    """The data stage's counts into the run's MLflow run (its id is in the final checkpoint)."""
+    run_id = train_state(result.checkpoint).get("mlflow_run_id") if config.tracking.mlflow_uri else None
+    if run_id:
+        step = int(result.metrics.get("iteration", 0)) if result.metrics else 0
+        log_counts(config.tracking.mlflow_uri, run_id, stage.counts, step, stage.artifacts)
 
 
 def _worker_env() -> dict[str, str]:

@@ -17,14 +17,16 @@ import torch
 
 from sid_ray.config.io import dump_config
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.prompt_sources import split_prompts
 from sid_ray.models.base import FlowModel
 from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter_on, default_prompts
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
-from sid_ray.train.cached_prompts import cached_batches, uses_embedding_cache
+from sid_ray.train.cached_prompts import cached_batches, training_prompts, uses_embedding_cache
 from sid_ray.train.ema import ParameterEMA
+from sid_ray.train.in_training_eval import InTrainingEval, diverged_message, divergence
 from sid_ray.train.loop import Batch, Trainee, iterations
 from sid_ray.train.parallelize import transform_networks
 from sid_ray.train.prompt_cycle import PromptCycle
@@ -38,6 +40,7 @@ class LocalResult:
     raw_generator: FlowModel | None = None  # the last iterate, when `generator` is its EMA
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    diverged: str = ""  # why the run was stopped as diverged (eval.max_loss, eval.max_fid), if it was
 
 
 def _network(module, config: RunConfig, lr: float, accumulation: int) -> TorchTrainedNetwork:
@@ -75,16 +78,28 @@ def run_local(
     batches = _batches(config, prompts, pairs)  # after the networks: as the RNG streams always were
     iterations_total = math.ceil(train.total_kimg * 1000 / train.batch_size)
     result = LocalResult(trainee.adapter, trainee.nets.generator.module, trainee.nets.fake.module)
+    evaluator = InTrainingEval.create(config, trainee.adapter, _held_out(config, prompts), trainee.dtype)
     start = time.perf_counter()
     for done, metrics in iterations(config, trainee, batches, 0, iterations_total):
-        if done % train.log_every == 0 or done == iterations_total:
+        eval_now = evaluator is not None and evaluator.due(done, done == iterations_total)
+        if done % train.log_every == 0 or done == iterations_total or eval_now:
             row = {"iteration": done, "kimg": done * train.batch_size / 1000, **metrics.as_floats()}
+            if eval_now:
+                row.update(evaluator.run(trainee.nets.generator.module, trainee.ema))
             result.history.append(row)
             if on_log:
                 on_log(row, result)
             if log:
                 log(_line(row))
+            reason = divergence(row, config)
+            if reason is not None:
+                result.diverged = diverged_message(reason, row)
+                if log:
+                    log(result.diverged)
+                break
     result.seconds = time.perf_counter() - start
+    if evaluator is not None and log:
+        log(evaluator.summary())
     if trainee.ema is not None:
         result.raw_generator = copy.deepcopy(result.generator)
         with trainee.ema.swapped_in():
@@ -129,8 +144,16 @@ def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Ba
             f"run_local: {config.model.name} has no prompt list of its own; pass `prompts` "
             "(the Ray launcher reads data.prompts)"
         )
-    stream = PromptCycle(prompts, seed=config.data.shuffle_seed)
+    # the held-out evaluation share (by hash) is never trained on, as in the Ray launcher
+    stream = PromptCycle(training_prompts(prompts, config), seed=config.data.shuffle_seed)
     return ((stream.take(batch_size), None) for _ in itertools.count())
+
+
+def _held_out(config: RunConfig, prompts: list[str] | None) -> list[str]:
+    """The prompts held out by hash for evaluation (none for data-aided and cached runs)."""
+    if config.sid.data_aided.enabled or uses_embedding_cache(config):
+        return []
+    return split_prompts(prompts or default_prompts(config.model) or [], config.data.eval_prompt_fraction)[1]
 
 
 def _line(row: dict) -> str:
@@ -139,4 +162,5 @@ def _line(row: dict) -> str:
         f"L_F {row['loss/fake']:.4g}  L_G {row['loss/generator']:.4g}  "
         f"dropped {int(row['nan_dropped_samples'])}"
         + (f"  L_D {row['loss/discriminator']:.4g}" if "loss/discriminator" in row else "")
+        + (f"  FID {row['eval_fid']:.3f}" if "eval_fid" in row else "")
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import deepspeed
@@ -23,17 +22,18 @@ import torch.distributed as dist
 
 from sid_ray.config.io import from_dict
 from sid_ray.config.schema import RunConfig
-from sid_ray.data.prompts import PROMPT_STREAM
 from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.train import checkpoint
 from sid_ray.train.attention import select_attention_backend
-from sid_ray.train.cached_prompts import check_worker_adapter, stream_prompts, worker_config
+from sid_ray.train.cached_prompts import check_worker_adapter, worker_config
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.ema import ParameterEMA
-from sid_ray.train.loop import Batch, Trainee, iterations
+from sid_ray.train.in_training_eval import InTrainingEval, diverged_message, divergence
+from sid_ray.train.loop import Trainee, iterations
 from sid_ray.train.parallelize import parallelize
+from sid_ray.train.rank_stream import rank_batches
 from sid_ray.train.tracking import make_tracker
 
 
@@ -73,7 +73,7 @@ def _mean_over_ranks(values: list[torch.Tensor], device: torch.device) -> list[f
 
 def train_loop_per_worker(loop_config: dict) -> None:
     """One rank of the run: join the group, build and restore, then the shared iterations, with
-    this rank's reduced metric rows, reports and checkpoints after them."""
+    this rank's reduced metric rows, evaluations, reports and checkpoints after them."""
     config: RunConfig = worker_config(from_dict(loop_config["config"]))
     rank, device = _join_process_group(config)
     train = config.train
@@ -88,22 +88,42 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state.mlflow_run_id = tracker.run_id
     reporter = Reporter(config, rank, device, tracker, loop_config.get("progress_queue"), resumed_from)
     reporter.say(attention, *trainee.notes)
+    # held-out prompts (by hash) the launcher removed from the training stream
+    evaluator = InTrainingEval.create(config, trainee.adapter, loop_config.get("eval_prompts"), trainee.dtype)
     batches = rank_batches(config, rank, state.iteration)
     for done, metrics in iterations(config, trainee, batches, state.iteration, total_iterations):
         state.advance_to(done, train.batch_size)
         last = done == total_iterations
         save_now = done % checkpoint_every == 0 or last
-        if not (save_now or done % train.log_every == 0):
+        eval_now = evaluator is not None and evaluator.due(done, last)
+        if not (save_now or eval_now or done % train.log_every == 0):
             reporter.count_iteration()
             continue
-        row = reporter.row(metrics, state)
+        row = reporter.row(metrics, state, _evaluate(evaluator, trainee, rank) if eval_now else {})
+        reason = divergence(row, config)  # rows are global means: every rank decides the same
+        if reason is not None:
+            reporter.diverged(diverged_message(reason, row), row)
+            break
         if save_now:
-            _save_and_report(config, trainee, state, rank, row, last)
+            _save_and_report(config, trainee, state, reporter, row, last)
         else:
             ray.train.report(row)
+        if eval_now:
+            reporter.evaluation(evaluator, state.kimg)
         reporter.restart_window()
-    if tracker is not None:
-        tracker.close()
+    reporter.finish(evaluator)
+
+
+def _evaluate(evaluator: InTrainingEval, trainee: Trainee, rank: int) -> dict:
+    """The evaluation's metrics, its chunks shared over the ranks (collective)."""
+
+    def gather(item: object) -> list:
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, item)
+        return out
+
+    generator = trainee.nets.generator.engine.module
+    return evaluator.run(generator, trainee.ema, rank, dist.get_world_size(), gather)
 
 
 def _join_process_group(config: RunConfig) -> tuple[int, torch.device]:
@@ -141,27 +161,6 @@ def _restore(config: RunConfig, trainee: Trainee, rank: int) -> tuple[checkpoint
     return state, state.kimg
 
 
-def rank_batches(config: RunConfig, rank: int, start: int) -> Iterator[Batch]:
-    """This rank's rows of each iteration from iteration `start` on (micro batch x accumulation
-    prompts, and their real latents in data-aided runs), each batch's stream position checked."""
-    train = config.train
-    per_rank = train.micro_batch_size * check_batch(config)
-    shard = ray.train.get_dataset_shard(PROMPT_STREAM)
-    to_prompts = stream_prompts(config)  # the texts, or the embedding cache's rows
-    batches = iter(shard.iter_batches(batch_size=per_rank, batch_format="numpy", prefetch_batches=2))
-    for _ in range(start):  # rows of iterations already trained (text only: cheap)
-        next(batches)
-    for iteration, batch in enumerate(batches, start=start):
-        expected = iteration * train.batch_size + rank * per_rank
-        if int(batch["position"][0]) != expected or len(batch["position"]) != per_rank:
-            raise RuntimeError(
-                f"rank {rank}: prompt stream out of step at iteration {iteration} "
-                f"(position {int(batch['position'][0])}, expected {expected})"
-            )
-        # data-aided runs: the captions' real latents ride in the same rows (RankPairStream)
-        yield to_prompts(batch), batch.get("latents")
-
-
 class Reporter:
     """A rank's metric rows: global means over ranks (one collective), throughput over the window
     since the last row, the GPU's peak memory; rank 0 sends them to MLflow and the driver."""
@@ -177,7 +176,7 @@ class Reporter:
     def count_iteration(self) -> None:
         self.window_iterations += 1
 
-    def row(self, metrics, state: checkpoint.TrainState) -> dict:
+    def row(self, metrics, state: checkpoint.TrainState, evaluation: dict) -> dict:
         self.count_iteration()
         logged = metrics.tensors()
         means = dict(zip(logged, _mean_over_ranks(list(logged.values()), self.device), strict=True))
@@ -190,17 +189,46 @@ class Reporter:
             row["gpu_mem_peak_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if self.resumed_from is not None:
             row["resumed_from_kimg"], self.resumed_from = self.resumed_from, None
+        row.update(evaluation)
         if self.rank == 0:
             self._send(row, state.iteration)
         return row
 
     def say(self, *lines: str) -> None:
         """Rank 0's one-off lines (how the networks run) to the driver's console, which prints
-        them even when worker output is off (`--verbose` shows it)."""
-        if self.rank == 0:
-            for line in lines:
-                print(line, flush=True)  # the worker's own log
+        them even when worker output is off; with no driver listening, to the worker's own log
+        (printing both would show each line twice under `--verbose`)."""
+        if self.rank != 0:
+            return
+        for line in lines:
+            if self.queue is None:
+                print(line, flush=True)
+            else:
                 self._put({"message": line})
+
+    def evaluation(self, evaluator: InTrainingEval, kimg: float) -> None:
+        """Rank 0: the evaluation's grid and the curve so far, to MLflow."""
+        if self.tracker is not None and evaluator.last is not None:
+            scorer = evaluator.scorer
+            self.tracker.log_evaluation(
+                kimg, evaluator.last.grid, scorer.alignment_key, scorer.alignment_name
+            )
+
+    def diverged(self, message: str, row: dict) -> None:
+        """Stop as diverged: the message to the driver, the row reported, the MLflow run tagged
+        and failed (every rank: the report is collective)."""
+        row["diverged"] = 1.0
+        self.say(message)
+        ray.train.report(row)
+        if self.tracker is not None:
+            self.tracker.mark_diverged(message)
+            self.tracker = None
+
+    def finish(self, evaluator: InTrainingEval | None) -> None:
+        if evaluator is not None:
+            self.say(evaluator.summary())  # its share of the run's wall time
+        if self.tracker is not None:
+            self.tracker.close()
 
     def _send(self, row: dict, iteration: int) -> None:
         if self.tracker is not None:
@@ -215,15 +243,18 @@ class Reporter:
                 pass
 
 
-def _save_and_report(config: RunConfig, trainee: Trainee, state, rank: int, row: dict, last: bool) -> None:
+def _save_and_report(
+    config: RunConfig, trainee: Trainee, state, reporter: Reporter, row: dict, last: bool
+) -> None:
     """A checkpoint of every rank's part, reported with `row`; the last one exports G, its
-    pipeline folder straight into the run folder (rank 0), outside the checkpoints."""
-    nets = trainee.nets
+    pipeline folder straight into the run folder (rank 0), outside the checkpoints, and logs the
+    export to MLflow."""
+    nets, rank = trainee.nets, reporter.rank
     pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
     with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
         folder = Path(tmp)
         checkpoint.save(folder, nets.fake, nets.generator, state, rank, trainee.ema)
-        checkpoint.export_generator(
+        export = checkpoint.export_generator(
             folder,
             nets.generator,
             trainee.adapter,
@@ -233,6 +264,8 @@ def _save_and_report(config: RunConfig, trainee: Trainee, state, rank: int, row:
             final=last,
             pipeline_folder=pipeline,
         )
+        if last and reporter.tracker is not None and export is not None:
+            reporter.tracker.log_model(export / checkpoint.GENERATOR_WEIGHTS, pipeline)
         ray.train.report(
             row,
             checkpoint=ray.train.Checkpoint.from_directory(tmp),

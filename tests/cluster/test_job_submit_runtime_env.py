@@ -194,7 +194,7 @@ def test_submit_stop_resume_with_runtime_env_and_no_secret_leaks(secured_head, t
     )
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
     output = _ray_job(address, env, "logs", "second").stdout  # the whole log (the stream may end early)
-    assert "run finished: kimg 0.060/0.06" in output and "resumes 1" in output
+    assert "run finished: kimg 0.060/0.06" in output and "resumes 1" in output, output[-3000:]
 
     logs = _ray_job(address, env, "logs", "first").stdout + output
     files = [p for folder in (ray_temp, tmp_path / "runs") for p in folder.rglob("*") if p.is_file()]

@@ -202,3 +202,24 @@ def test_shards_without_a_usable_pair_name_the_problem(tmp_path, ray_local):
     with pytest.raises(ConfigError, match="no usable"):
         encode_pairs(_config(tmp_path, folder), log=lambda _line: None)
     assert not any(p.is_dir() for p in (tmp_path / "cache").iterdir())  # no table left behind
+
+
+def test_skipped_samples_reach_mlflow_as_the_launcher_logs_them(encoded, tmp_path):
+    import mlflow
+
+    from sid_ray.data.data_tracking import count_metrics, log_counts
+    from sid_ray.train.launcher import data_stage
+
+    _, config, table, _ = encoded
+    stage = data_stage(config)  # the launcher's data stage: the table's cache hit, its counts
+    assert stage.counts["pairs"] == {"rows": len(table), "skipped": 2}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("pairs")).info.run_id
+    log_counts(uri, run_id, stage.counts, step=3, artifacts=stage.artifacts)
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["data_pairs_skipped"] == 2 and metrics["data_pairs_rows"] == len(table)
+    # one metric per reason, its name the reason with what MLflow refuses in a name replaced
+    assert metrics["data_pairs_skipped_image .png does not decode _UnidentifiedImageError_"] == 1
+    reasons = count_metrics({"pairs_skipped": table.meta["skipped"]})
+    assert len(reasons) == 2 and all(metrics[name] == 1 for name in reasons)

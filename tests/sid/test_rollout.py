@@ -90,3 +90,49 @@ def test_k_is_uniform_and_identical_on_every_rank():
     # "another rank": a fresh call with the same seed and iteration, in any order
     assert [draw_num_steps(4, 7, i) for i in reversed(range(4000))] == ks[::-1]
     assert ks != [draw_num_steps(4, 8, i) for i in range(4000)]
+
+
+def test_a_k_block_holds_k_for_that_many_iterations_and_k_stays_uniform():
+    ks = [draw_num_steps(4, seed=7, iteration=i, block=25) for i in range(25 * 800)]
+    blocks = [ks[j : j + 25] for j in range(0, len(ks), 25)]
+    assert all(len(set(b)) == 1 for b in blocks)
+    per_block = [b[0] for b in blocks]
+    # rounds of 4 blocks take every k once, in a seeded order that changes from round to round
+    assert all(sorted(per_block[j : j + 4]) == [1, 2, 3, 4] for j in range(0, len(per_block), 4))
+    assert len({tuple(per_block[j : j + 4]) for j in range(0, len(per_block), 4)}) > 10
+    assert per_block != [draw_num_steps(4, seed=8, iteration=i, block=25) for i in range(0, 25 * 800, 25)]
+    # block 1 is SID.md's law, k drawn afresh every iteration (the draws of old runs unchanged)
+    assert [draw_num_steps(4, 7, i, block=1) for i in range(50)] == [
+        draw_num_steps(4, 7, i) for i in range(50)
+    ]
+
+
+def test_a_bad_block_or_law_is_refused():
+    with pytest.raises(ValueError, match="block"):
+        draw_num_steps(4, 0, 0, block=0)
+    with pytest.raises(ValueError, match="law"):
+        draw_num_steps(4, 0, 0, law="first")
+
+
+def test_the_config_k_block_reaches_the_draw_distill_step_makes():
+    from sid_ray.config import load_config
+    from sid_ray.train.sid_settings import settings_from_config
+
+    settings = settings_from_config(load_config(None, ["sid.num_steps=4", "sid.k_block=5"]).sid)
+    assert (settings.num_steps, settings.k_block, settings.k_law) == (4, 5, "uniform")
+    # distill_step draws k as draw_num_steps(K, seed, iteration, block=k_block, law=k_law)
+    ks = [draw_num_steps(4, 0, i, block=settings.k_block) for i in range(200)]
+    assert all(len(set(ks[j : j + 5])) == 1 for j in range(0, 200, 5))
+    assert len(set(ks)) > 1
+    default = settings_from_config(load_config(None, ["sid.num_steps=4"]).sid)
+    assert (default.k_block, default.k_law) == (1, "uniform")
+
+
+def test_the_last_law_always_runs_all_k_steps():
+    from sid_ray.config import load_config
+    from sid_ray.train.sid_settings import settings_from_config
+
+    settings = settings_from_config(load_config(None, ["sid.num_steps=3", "sid.k_law=last"]).sid)
+    assert settings.k_law == "last"
+    assert {draw_num_steps(3, 0, i, law=settings.k_law) for i in range(100)} == {3}
+    assert {draw_num_steps(4, 0, i, law="last") for i in range(20)} == {4}

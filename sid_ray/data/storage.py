@@ -1,0 +1,96 @@
+"""A folder or file of the embedding cache, local or in object storage, through pyarrow.fs.
+
+`StoragePath("s3://bucket/emb/flux-dev")` and `StoragePath("/shared/emb")` answer the few
+pathlib calls the cache makes (`/`, `is_file`, `read_text`, `write_text`, `mkdir`, `unlink`,
+`glob`) on the file system pyarrow resolves for them: S3 and GCS with credentials, region and
+endpoint from the environment (AWS_ENDPOINT_URL reaches an S3-compatible server), the local disk
+otherwise. `.fs` and `.path` go to pyarrow.parquet's `filesystem=` arguments. Pickled as its URI:
+Ray Data actors and training workers resolve it again where they run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+
+def is_uri(location: str) -> bool:
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+class StoragePath:
+    def __init__(self, location: str | os.PathLike | StoragePath, _fs: pafs.FileSystem | None = None):
+        if isinstance(location, StoragePath):
+            location, _fs = location.uri, location._fs
+        location = str(location)
+        self._fs = _fs  # resolved on first use: naming a bucket asks nothing of the network
+        if is_uri(location):
+            self.uri = location.rstrip("/")
+            self.path = self.uri.split("://", 1)[1]
+        else:
+            self.path = str(Path(location.removeprefix("file://")).expanduser().resolve())
+            self.uri = self.path
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        if self._fs is None:
+            self._fs = pafs.FileSystem.from_uri(self.uri)[0] if is_uri(self.uri) else pafs.LocalFileSystem()
+        return self._fs
+
+    def __truediv__(self, name: str) -> StoragePath:
+        child = f"{self.uri}/{name}" if is_uri(self.uri) else os.path.join(self.path, name)
+        return StoragePath(child, self._fs)
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"StoragePath({self.uri!r})"
+
+    def __reduce__(self):
+        return StoragePath, (self.uri,)  # file system objects stay with their process
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    def with_name(self, name: str) -> StoragePath:
+        return StoragePath(f"{self.uri.rsplit('/', 1)[0]}/{name}", self._fs)
+
+    def _type(self) -> pafs.FileType:
+        return self.fs.get_file_info(self.path).type
+
+    def is_file(self) -> bool:
+        return self._type() == pafs.FileType.File
+
+    def exists(self) -> bool:
+        return self._type() != pafs.FileType.NotFound
+
+    def read_text(self) -> str:
+        with self.fs.open_input_stream(self.path) as stream:
+            return stream.read().decode()
+
+    def write_text(self, text: str) -> None:
+        with self.fs.open_output_stream(self.path) as stream:
+            stream.write(text.encode())
+
+    def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
+        self.fs.create_dir(self.path, recursive=parents)  # object stores: nothing to make
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if missing_ok and not self.exists():
+            return
+        self.fs.delete_file(self.path)
+
+    def glob(self, pattern: str) -> list[StoragePath]:
+        """Files directly in this folder whose name matches `pattern` (no recursion)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        return [self / n for n in names if fnmatch.fnmatch(n, pattern)]
+
+    def replace(self, target: StoragePath) -> None:
+        self.fs.move(self.path, target.path)

@@ -12,6 +12,8 @@ import logging
 import os
 from collections.abc import Iterator
 
+from tests.local_ray import local_ray as shared_local_ray
+
 # test-only keys of the loopback server; they authenticate nothing outside this process
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "sid-ray-test",
@@ -63,17 +65,5 @@ def s3_keys(bucket: str, prefix: str = "") -> list[str]:
 def local_ray():
     """A new local Ray cluster (2 CPUs), shut down on exit. Started inside `s3_server`, its workers,
     Ray Data tasks and actors inherit the server's endpoint and keys."""
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        object_store_memory=500_000_000,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    try:
+    with shared_local_ray(num_cpus=2, object_store_memory=500_000_000):
         yield
-    finally:
-        ray.shutdown()

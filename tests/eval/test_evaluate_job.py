@@ -8,7 +8,6 @@ in-training FID within 1e-3 and logs an evaluation run tagged with the training 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -53,22 +52,18 @@ def test_job_refuses_what_is_not_a_saved_generator(tmp_path, capsys):
 @pytest.mark.ray
 def test_job_on_exported_pipeline_matches_ray_in_training_fid(tmp_path):
     import mlflow
-    import ray
 
     from sid_ray.train.launcher import launch
+    from tests.local_ray import local_ray
     from tests.tune.mlflow_server import mlflow_server
 
     with mlflow_server(tmp_path / "mlflow") as uri:
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-        ray.init(address="local", num_cpus=2, object_store_memory=int(5e8), include_dashboard=False)
-        try:
+        with local_ray(object_store_memory=int(5e8), log_to_driver=True):
             config = digits_config(
                 tmp_path, "ray-eval", "train.total_kimg=0.064", "train.num_workers=2",
                 "train.checkpoint_every_kimg=0.064", f"tracking.mlflow_uri={uri}", "tracking.experiment=eval-job",
             )  # fmt: skip
             result = launch(config, show_progress=False)
-        finally:
-            ray.shutdown()
         in_training = result.metrics
         out = tmp_path / "job"
         assert evaluate_job.main([str(result.export_dir / "pipeline"), "--out", str(out)]) == 0

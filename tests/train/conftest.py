@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from sid_ray.config import load_config
+from tests.local_ray import local_ray
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray cluster for one test module (token auth off: nothing outside can reach it)."""
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    # address="local": always a new cluster, never one a `ray start` elsewhere on the machine left
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with local_ray(num_cpus=4) as ray:
+        yield ray
 
 
 def toy_config(tmp_path, name: str, *overrides: str):

@@ -3,8 +3,6 @@ refused before any worker starts, and a diverging Ray run is stopped and marked 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from sid_ray.config import load_config
@@ -44,23 +42,19 @@ def test_a_server_that_does_not_answer_is_refused_before_ray_starts(tmp_path):
 @pytest.mark.ray
 def test_diverging_ray_run_is_stopped_and_marked_in_mlflow(tmp_path, capfd):
     import mlflow
-    import ray
 
     from sid_ray.train.launcher import launch
+    from tests.local_ray import local_ray
     from tests.tune.mlflow_server import mlflow_server
 
     with mlflow_server(tmp_path / "mlflow") as uri:
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-        ray.init(address="local", num_cpus=2, object_store_memory=int(5e8), include_dashboard=False)
-        try:
+        with local_ray(object_store_memory=int(5e8), log_to_driver=True):
             config = digits_config(
                 tmp_path, "diverging", "train.total_kimg=0.32", "train.num_workers=2",
                 "optim.generator_lr=10", "optim.fake_lr=10",
                 f"tracking.mlflow_uri={uri}", "tracking.experiment=diverge",
             )  # fmt: skip
             result = launch(config, show_progress=False)
-        finally:
-            ray.shutdown()
         # the rows the workers sent the driver stop early (Ray's result holds the last checkpoint's)
         iterations = [row["iteration"] for row in result.rows if "iteration" in row]
         assert iterations and max(iterations) < 10  # of the run's 10

@@ -51,7 +51,7 @@ def shard_plan(prompts: list[str], shard_size: int, eval_fraction: float) -> lis
 def count_truncated(adapter, prompts: list[str]) -> Counter:
     """Prompts longer than what each tokenizer keeps ({tokenizer part: count}). CLIP keeps its own
     77 tokens; the long-text encoder (T5, Gemma) the adapter's max sequence length."""
-    limit = cache.text_max_length(adapter)
+    limit = adapter.text_max_length
     counts = Counter()
     for name, tokenizer in getattr(adapter, "components", {}).items():
         if not name.startswith("tokenizer") or tokenizer is None:
@@ -104,7 +104,7 @@ class ShardEncoder:
         if not (self.folder / ENCODERS_FILE).is_file():
             cache.write_null(self.folder, parts[0].null)
             identity = {
-                "max_length": cache.text_max_length(self.adapter),
+                "max_length": self.adapter.text_max_length,
                 "encoders": encoder_identity(self.adapter),
             }
             (self.folder / ENCODERS_FILE).write_text(json.dumps(identity, indent=1))

@@ -175,12 +175,6 @@ def _describe(identity: dict) -> str:
     return f"{identity['model']}{path} ({identity['dtype']}, init {identity['init']})"
 
 
-def text_max_length(adapter) -> int | None:
-    """Tokens per prompt of the adapter's main text encoder (None: the teacher has no tokenizer)."""
-    length = getattr(adapter, "max_sequence_length", None)
-    return length or getattr(getattr(adapter, "variant", None), "max_sequence_length", None)
-
-
 def write_null(folder: StoragePath | str | Path, null: dict[str, torch.Tensor]) -> None:
     path = StoragePath(folder) / NULL_FILE
     if not path.exists():

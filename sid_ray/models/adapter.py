@@ -73,6 +73,12 @@ class TeacherAdapter(ABC):
         return cls(config)
 
     @property
+    def text_max_length(self) -> int | None:
+        """Tokens per prompt of the main text encoder (the pipelines' `max_sequence_length`); None:
+        the teacher has no tokenizer (the exact mixtures read class names)."""
+        return None
+
+    @property
     def device(self) -> torch.device:
         """Where the teacher runs, so evaluation samples there; a formula teacher is on the CPU."""
         return torch.device("cpu")

@@ -480,11 +480,6 @@ class DiTAdapter(TeacherAdapter):
             step_noise_source=self.step_noise_source,
         )
 
-    @property
-    def text_max_length(self) -> int:
-        """Tokens per prompt of the main text encoder: the pipeline's `max_sequence_length`."""
-        raise NotImplementedError(f"{type(self).__name__} does not say its text length")
-
     def export_call_arguments(self) -> dict[str, Any]:
         """What a stock pipeline call needs to sample as G was trained, from this adapter's own
         values: the run's resolution (the pipelines default to the released one) and the text

@@ -57,7 +57,7 @@ def check_worker_adapter(config: RunConfig, adapter) -> None:
         return
     folder = config.data.embedding_cache
     manifest = cache.read_manifest(folder)
-    cache.check_max_length(manifest, cache.text_max_length(adapter), folder)
+    cache.check_max_length(manifest, adapter.text_max_length, folder)
     built = text_encoder_modules(adapter)
     if built:
         raise RuntimeError(f"training from {folder}, yet the worker built text encoders {built}")

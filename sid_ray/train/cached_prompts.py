@@ -19,7 +19,6 @@ import torch
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data import embedding_cache as cache
 from sid_ray.data.embedding_stream import CachedConditioning, EmbeddingCycle
-from sid_ray.data.prompt_sources import split_prompts
 from sid_ray.data.storage import StoragePath
 
 
@@ -35,11 +34,6 @@ def worker_config(config: RunConfig) -> RunConfig:
     config = copy.deepcopy(config)
     config.model.load_text_encoders = False
     return config
-
-
-def training_prompts(prompts: list[str], config: RunConfig) -> list[str]:
-    """The prompts a run trains on: the held-out evaluation share (by hash) removed."""
-    return split_prompts(prompts, config.data.eval_prompt_fraction)[0]
 
 
 def text_encoder_modules(adapter) -> list[str]:

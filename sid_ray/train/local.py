@@ -24,7 +24,7 @@ from sid_ray.models.registry import build_adapter_on, default_prompts
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
-from sid_ray.train.cached_prompts import cached_batches, training_prompts, uses_embedding_cache
+from sid_ray.train.cached_prompts import cached_batches, uses_embedding_cache
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.in_training_eval import InTrainingEval, diverged_message, divergence
 from sid_ray.train.loop import Batch, Trainee, iterations
@@ -75,10 +75,11 @@ def run_local(
     if log:
         for note in trainee.notes:  # what checkpointing and compilation were applied
             log(note)
-    batches = _batches(config, prompts, pairs)  # after the networks: as the RNG streams always were
+    # after the networks: as the RNG streams always were
+    batches, held_out = _batches(config, prompts, pairs)
     iterations_total = math.ceil(train.total_kimg * 1000 / train.batch_size)
     result = LocalResult(trainee.adapter, trainee.nets.generator.module, trainee.nets.fake.module)
-    evaluator = InTrainingEval.create(config, trainee.adapter, _held_out(config, prompts), trainee.dtype)
+    evaluator = InTrainingEval.create(config, trainee.adapter, held_out, trainee.dtype)
     start = time.perf_counter()
     for done, metrics in iterations(config, trainee, batches, 0, iterations_total):
         eval_now = evaluator is not None and evaluator.due(done, done == iterations_total)
@@ -125,8 +126,9 @@ def _trainee(config: RunConfig, device: torch.device) -> Trainee:
     )
 
 
-def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Batch]:
-    """Each iteration's global batch: captions and real latents (data-aided), or prompts.
+def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> tuple[Iterator[Batch], list[str]]:
+    """Each iteration's global batch: captions and real latents (data-aided), or prompts; and the
+    prompts held out by hash for evaluation (none for data-aided and cached runs).
     Checked here, before the first iteration: a run without prompts fails before training."""
     batch_size = config.train.batch_size
     if config.sid.data_aided.enabled:
@@ -135,9 +137,9 @@ def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Ba
             from sid_ray.data.pair_stream import PairCycle
 
             pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
-        return (pairs.take(batch_size) for _ in itertools.count())
+        return (pairs.take(batch_size) for _ in itertools.count()), []
     if uses_embedding_cache(config):
-        return cached_batches(config)  # the cache's training rows, in the prompt stream's order
+        return cached_batches(config), []  # the cache's training rows, in the prompt stream's order
     prompts = prompts or default_prompts(config.model)
     if not prompts:
         raise ConfigError(
@@ -145,15 +147,9 @@ def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> Iterator[Ba
             "(the Ray launcher reads data.prompts)"
         )
     # the held-out evaluation share (by hash) is never trained on, as in the Ray launcher
-    stream = PromptCycle(training_prompts(prompts, config), seed=config.data.shuffle_seed)
-    return ((stream.take(batch_size), None) for _ in itertools.count())
-
-
-def _held_out(config: RunConfig, prompts: list[str] | None) -> list[str]:
-    """The prompts held out by hash for evaluation (none for data-aided and cached runs)."""
-    if config.sid.data_aided.enabled or uses_embedding_cache(config):
-        return []
-    return split_prompts(prompts or default_prompts(config.model) or [], config.data.eval_prompt_fraction)[1]
+    train, held_out = split_prompts(prompts, config.data.eval_prompt_fraction)
+    stream = PromptCycle(train, seed=config.data.shuffle_seed)
+    return ((stream.take(batch_size), None) for _ in itertools.count()), held_out
 
 
 def _line(row: dict) -> str:

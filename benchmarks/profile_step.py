@@ -1,7 +1,7 @@
 """Where one SiD iteration's time goes: torch.profiler over `distill_step` on one device.
 
 The networks are built as the Ray worker builds them (`build_adapter_on`, random weights of the
-released architecture, the run's LoRA mode and checkpointing), stepped with plain torch Adam
+released architecture, the run's LoRA mode, checkpointing and `train.compile`, `transform_networks`), stepped with plain torch Adam
 (`TorchTrainedNetwork`, as the single-process loop does: no DeepSpeed), so the profile is the
 model's and the method's, not the engines'. Prints GPU time by kernel family (matmul, attention,
 everything else), GPU busy time against wall time (the rest is the GPU waiting on the CPU), and
@@ -9,6 +9,7 @@ the top kernels.
 
     python benchmarks/profile_step.py --model flux-dev --resolution 512 --batch 4 \\
         --set model.checkpoint_policy=frozen
+    python benchmarks/profile_step.py --model flux-dev --set train.compile=blocks  # compiled blocks
     python benchmarks/profile_step.py --model flux-tiny --resolution 32 --batch 2 --device cpu  # smoke
 """
 
@@ -26,6 +27,7 @@ from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import MicroBatch, SiDNetworks, StepContext, distill_step
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
+from sid_ray.train.parallelize import transform_networks
 from sid_ray.train.sid_settings import settings_from_config
 
 FAMILIES = {  # kernel-name fragments -> family (first match wins)
@@ -66,9 +68,12 @@ def main() -> None:
     )
     select_attention_backend(config.train.attention_backend, device)
     adapter = build_adapter_on(config, device)
+    fake, generator = adapter.make_trainable_copy("fake"), adapter.make_trainable_copy("generator")
+    for note in transform_networks(config, adapter, fake, generator):  # checkpointing, train.compile
+        print(note)
     nets = [
         TorchTrainedNetwork(m, sid_adam([p for p in m.parameters() if p.requires_grad], lr=1e-6))
-        for m in (adapter.make_trainable_copy("fake"), adapter.make_trainable_copy("generator"))
+        for m in (fake, generator)
     ]
     settings = settings_from_config(config.sid)
     cond = adapter.encode_prompts(["a photo of a red fox in the snow"] * args.batch).to(device, adapter.dtype)
@@ -89,6 +94,9 @@ def main() -> None:
         metrics = step(args.iteration)
     wall = time.perf_counter() - start
     report(prof, wall, metrics.num_steps, device)
+    start = time.perf_counter()
+    step(args.iteration)  # the same iteration (same k) again, without the profiler's overhead
+    print(f"the same iteration without the profiler: {time.perf_counter() - start:.2f} s")
 
 
 def report(prof, wall: float, k: int, device: torch.device) -> None:

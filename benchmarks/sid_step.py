@@ -192,6 +192,14 @@ def measure_product(config: RunConfig, args, forward: float, gpus: int) -> Measu
     return _measurement("product", config, args, forward, gpus, seconds, ks, peak)
 
 
+def checkpointing_label(model) -> str:
+    """off / all / frozen / frozen+<share of the trained network's blocks also recomputed>."""
+    if not model.gradient_checkpointing:
+        return "off"
+    share = model.checkpoint_trained_share if model.checkpoint_policy == "frozen" else 0
+    return f"{model.checkpoint_policy}+{share:g}" if share else model.checkpoint_policy
+
+
 def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measurement:
     per_gpu = config.train.batch_size // gpus
     total_time = sum(seconds)
@@ -200,7 +208,7 @@ def _measurement(path, config, args, forward, gpus, seconds, ks, peak) -> Measur
         path=path,
         model=config.model.name,
         mode=config.model.lora.mode if path == "product" else "peft copies",
-        policy=config.model.checkpoint_policy if path == "product" else "all (diffusers)",
+        policy=checkpointing_label(config.model) if path == "product" else "all (diffusers)",
         resolution=config.model.resolution,
         images_per_gpu=per_gpu,
         gpus=gpus,

@@ -74,6 +74,11 @@ class ModelConfig:
         "take no gradient (T, and F inside G's update): the trained network keeps its activations, "
         "2 of the 4 recomputed forwards per iteration saved for one network's activation memory",
     )
+    checkpoint_trained_share: float = option(
+        0.0,
+        "with checkpoint_policy=frozen: the share (0-1) of the trained network's blocks that are "
+        "recomputed as well, evenly spread; between frozen (0) and all (1) in memory and speed",
+    )
     lora: LoraConfig = section(LoraConfig, "LoRA and shared-base settings")
     flux_guidance: FluxGuidanceConfig = section(
         FluxGuidanceConfig, "FLUX.1-dev: guidance embedding or two-pass CFG per role (SID.md 5)"
@@ -96,6 +101,8 @@ class ModelConfig:
     def validate(self, path: str) -> None:
         _require(bool(self.name), f"{path}.name", "must name a registered teacher")
         _require(self.resolution > 0, f"{path}.resolution", "must be positive")
+        share = self.checkpoint_trained_share
+        _require(0 <= share <= 1, f"{path}.checkpoint_trained_share", f"must be in [0, 1], got {share}")
         self.lora.validate(f"{path}.lora")
 
 

@@ -34,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from sid_ray.config.schema import ConfigError, LoraConfig, ModelConfig, SiDConfig
 from sid_ray.models.adapter import TeacherAdapter
 from sid_ray.models.base import FlowModel
+from sid_ray.models.blocks import evenly_spread, repeated_blocks
 from sid_ray.models.conditioning import TensorConditioning
 from sid_ray.models.export import Gather, StreamedTransformer, no_gather, write_pipeline_folder
 from sid_ray.models.loading import load_components, read_part_config, resolve_folder, torch_dtype
@@ -55,12 +56,17 @@ def fp32_timestep(t: torch.Tensor | float, batch: int, scale: float) -> torch.Te
     return (scale * t).expand(batch) if t.ndim == 0 else scale * t
 
 
-def checkpoint_unless_trained(block: nn.Module, *args, **kwargs):
-    """A `gradient_checkpointing_func` for one network's own module: recompute the block in the
-    backward only when none of its weights takes a gradient now (a frozen teacher or F)."""
-    if any(p.requires_grad for p in block.parameters()):
-        return block(*args, **kwargs)
-    return checkpoint(block, *args, use_reentrant=False, **kwargs)
+def checkpoint_unless_trained(recomputed_anyway: frozenset[int] = frozenset()):
+    """A `gradient_checkpointing_func` for one network's own module: recompute a block in the
+    backward only when none of its weights takes a gradient now (a frozen teacher or F), or
+    when it is one of `recomputed_anyway` (ids of blocks, `model.checkpoint_trained_share`)."""
+
+    def checkpoint_function(block: nn.Module, *args, **kwargs):
+        if id(block) not in recomputed_anyway and any(p.requires_grad for p in block.parameters()):
+            return block(*args, **kwargs)
+        return checkpoint(block, *args, use_reentrant=False, **kwargs)
+
+    return checkpoint_function
 
 
 def vae_scale_factor_of(vae_config: Mapping[str, Any]) -> int | None:
@@ -357,19 +363,24 @@ class DiTAdapter(TeacherAdapter):
         that was active in the forward (otherwise F's blocks would be recomputed with G's adapter).
         `model.checkpoint_policy` "frozen" checkpoints only the passes whose weights take no
         gradient (T, and F inside G's update), where recomputing costs a forward but the three
-        networks' activations would otherwise be held at once.
+        networks' activations would otherwise be held at once; `model.checkpoint_trained_share`
+        of the trained network's blocks, evenly spread, are recomputed as well (memory for speed).
         """
         frozen_only = self.config.checkpoint_policy == "frozen"
         modules = [self.transformer] + [m.transformer for m in models if isinstance(m, TransformerVelocity)]
         modules += [m.base for m in models if isinstance(m, LoraView)]
         for module in {id(m): m for m in modules}.values():
+            # the trained network's blocks recomputed all the same (frozen policy, memory for speed)
+            share = self.config.checkpoint_trained_share
+            recomputed = frozenset(map(id, evenly_spread(repeated_blocks(module), share)))
             if not enabled:
                 module.disable_gradient_checkpointing()
             elif self.shared_base is not None and module is self.transformer:
                 self.shared_base.checkpoint_frozen_only = frozen_only
+                self.shared_base.trained_blocks_recomputed = recomputed
                 module.enable_gradient_checkpointing(self.shared_base.checkpoint_function)
             elif frozen_only:
-                module.enable_gradient_checkpointing(checkpoint_unless_trained)
+                module.enable_gradient_checkpointing(checkpoint_unless_trained(recomputed))
             else:
                 module.enable_gradient_checkpointing()
 

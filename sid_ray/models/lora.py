@@ -164,6 +164,7 @@ class SharedLoraBase:
         self._layers_of_block: dict[int, list[BaseTunerLayer]] = {}  # id(block) -> its LoRA layers
         # model.checkpoint_policy "frozen": checkpoint only passes whose adapter takes no gradient
         self.checkpoint_frozen_only = False
+        self.trained_blocks_recomputed: frozenset[int] = frozenset()  # ids: recomputed even when trained
         _set_state(self.layers, True, [SHARED_ADAPTERS[0]])  # the plain base unless a view says otherwise
         for name, p in transformer.named_parameters():
             p.requires_grad_(name in trainable)
@@ -188,7 +189,12 @@ class SharedLoraBase:
         """
         adapter = self.current_state()
         layers = self._block_layers(block)
-        if self.checkpoint_frozen_only and adapter is not None and _trains(layers, adapter):
+        if (
+            self.checkpoint_frozen_only
+            and adapter is not None
+            and id(block) not in self.trained_blocks_recomputed
+            and _trains(layers, adapter)
+        ):
             return block(*args, **kwargs)  # the trained network keeps its activations
 
         def run(*inner_args, **inner_kwargs):

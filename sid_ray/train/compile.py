@@ -22,21 +22,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from sid_ray.models.blocks import repeated_blocks
+
 RECOMPILE_LIMIT = 64  # guard variants per block graph: ~10 per step, x2 for safety margin and more
-
-
-def repeated_blocks(transformer: nn.Module) -> list[nn.Module]:
-    """The transformer's repeated blocks: diffusers' `_repeated_blocks` classes where the model
-    declares them (FLUX), else the entries of its `*blocks` ModuleLists (SD3, SANA)."""
-    names = set(getattr(transformer, "_repeated_blocks", None) or ())
-    if names:
-        return [m for m in transformer.modules() if type(m).__name__ in names]
-    return [
-        block
-        for name, child in transformer.named_children()
-        if name.endswith("blocks") and isinstance(child, nn.ModuleList)
-        for block in child
-    ]
 
 
 def compile_blocks(transformers: Iterable[nn.Module], backend: str) -> int:

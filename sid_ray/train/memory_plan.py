@@ -90,7 +90,9 @@ def _activations(config: RunConfig, arch: Architecture, weight: int) -> float:
         return 3 * full
     recompute = BLOCK_ACTIVATION_WIDTHS * per_block  # the one block being recomputed
     if model.checkpoint_policy == "frozen":
-        return full + 2 * stored + recompute  # G keeps its activations; T and F are checkpointed
+        # G keeps its activations but in checkpoint_trained_share of its blocks; T and F are checkpointed
+        share = model.checkpoint_trained_share
+        return (1 - share) * full + share * stored + 2 * stored + recompute
     return 3 * stored + recompute
 
 

@@ -140,15 +140,18 @@ def test_gradient_checkpointing_pins_adapter_in_shared_base(tiny_flux_folder):
     assert wrong
 
 
-@pytest.mark.parametrize("mode", ["shared_base", "lora", "full"])
-def test_frozen_checkpoint_policy_recomputes_only_frozen_passes(tiny_flux_folder, monkeypatch, mode):
+@pytest.mark.parametrize(
+    "mode,share", [("shared_base", 0.0), ("lora", 0.0), ("full", 0.0), ("shared_base", 0.5), ("full", 0.5)]
+)
+def test_frozen_checkpoint_policy_recomputes_only_frozen_passes(tiny_flux_folder, monkeypatch, mode, share):
     """model.checkpoint_policy=frozen: T and the frozen F are checkpointed, G keeps its
-    activations, and G's gradient is the one without checkpointing."""
+    activations but in `checkpoint_trained_share` of its blocks, and G's gradient is the one
+    without checkpointing."""
     import sid_ray.models.dit as dit
     import sid_ray.models.lora as lora
 
     torch.manual_seed(0)
-    adapter = make_adapter(tiny_flux_folder, mode, checkpoint_policy="frozen")
+    adapter = make_adapter(tiny_flux_folder, mode, checkpoint_policy="frozen", checkpoint_trained_share=share)
     fake, generator = adapter.make_trainable_copy("fake"), adapter.make_trainable_copy("generator")
     with torch.no_grad():
         for p in [*fake.parameters(), *generator.parameters()]:
@@ -170,7 +173,8 @@ def test_frozen_checkpoint_policy_recomputes_only_frozen_passes(tiny_flux_folder
     for a, b in zip(plain, selective, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     blocks = len(adapter.transformer.transformer_blocks) + len(adapter.transformer.single_transformer_blocks)
-    assert len(checkpointed) == 2 * blocks  # T's and F's forwards; none of G's
+    # T's and F's forwards, and int(blocks * share) of G's
+    assert len(checkpointed) == 2 * blocks + int(blocks * share)
 
 
 def test_lora_export_and_merge(tiny_flux_folder, tmp_path):

@@ -66,3 +66,26 @@ def test_the_head_checks_the_config_ray_up_sent_it_before_any_setup(relative):
     prepared = prepare_config(copy.deepcopy(config))
     validate_config(prepared)
     assert check_config.placeholders([prepared])
+
+
+@pytest.mark.parametrize(
+    ("relative", "filled_address"),
+    [
+        ("cluster/aws-gpu.yaml", "fs-0123456789abcdef0.efs.us-west-2.amazonaws.com:/"),
+        ("cluster/gcp-gpu.yaml", "10.0.0.2:/runs"),
+    ],
+)
+def test_the_shared_folder_mount_refuses_its_placeholder_before_mounting(relative, filled_address):
+    """initialization_commands run on the host before the setup's check: the mount command
+    checks its own address, so a placeholder left stops there with a message, not a DNS error."""
+    command = yaml.safe_load((ROOT / relative).read_text())["initialization_commands"][0]
+    left = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert left.returncode == 2 and "is still a placeholder" in left.stderr and relative in left.stderr
+    filled = command
+    for name, value in VALUES.items():
+        filled = filled.replace(name, value)
+    # the filled command, its privileged steps printed instead of run
+    dry = filled.replace("sudo ", "echo ").replace("mountpoint -q /mnt/runs", "false")
+    run = subprocess.run(["bash", "-c", dry], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "mount -t nfs" in run.stdout and filled_address in run.stdout

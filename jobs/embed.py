@@ -5,8 +5,10 @@
     ray job submit --working-dir . -- python jobs/embed.py --config ...
 
 Ray Data reads and cleans the prompts, an actor pool of `data.embed_workers` text encoders writes
-parquet shards and the manifest; run it again to resume (shards on disk are skipped). Prints the
-read counts (dropped lines by kind), prompts/s and the cache folder.
+parquet shards, the run's in-training evaluation prompts when eval.every_kimg > 0 (a cached
+run's workers hold no text encoder: they read these) and the manifest; run it again to resume (shards on disk are skipped).
+Prints the read counts (dropped lines by kind), the truncations, prompts/s and the cache folder.
+gs:// caches and prompt files on a GCS emulator: set STORAGE_EMULATOR_HOST (sid_ray.data.storage).
 """
 
 from __future__ import annotations
@@ -32,17 +34,22 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         from sid_ray.data.embedding_build import build_embedding_cache
+        from sid_ray.eval.generator_eval import eval_prompt_list
         from sid_ray.train.console import init_ray
 
         if not ray.is_initialized():
             init_ray(console, {})
-        manifest = build_embedding_cache(config)
+        manifest = build_embedding_cache(config, eval_prompts=eval_prompt_list)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    eval_set = manifest.get("eval_set")
+    evaluation = f"{eval_set['rows']} evaluation prompts" if eval_set else "no evaluation set"
     print(
         f"embedding cache: {config.data.embedding_cache}: {manifest['train_count']} training and "
-        f"{manifest['eval_count']} held-out prompts, read counts {manifest['read_counts']}"
+        f"{manifest['eval_count']} held-out prompts, {evaluation} (in-training evaluation, "
+        f"eval.every_kimg > 0), read counts {manifest['read_counts']}, over the tokenizers' limit "
+        f"{manifest['truncated']}"
     )
     if config.tracking.mlflow_uri:
         print(log_to_mlflow(config, manifest))

@@ -12,6 +12,7 @@ checkpoint, tags the MLflow parent run with them and writes <output_dir>/<name>/
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,15 +26,45 @@ from sid_ray.train.console import add_verbose_flag  # noqa: E402
 from sid_ray.train.console import setup as setup_console  # noqa: E402
 
 
+def start_local_cluster(console, env: dict[str, str], num_cpus: float | None) -> None:
+    """A new local Ray cluster of this process (address="local": never one a stale /tmp/ray
+    record points at), with its dashboard on a free port: Ray Train frees the workers of trials
+    that ASHA stops through its state API, and RAY_API_SERVER_ADDRESS lets every worker find this
+    cluster's dashboard on a machine that runs other Ray clusters too."""
+    import socket
+
+    import ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing outside this machine reaches it
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    env = {**env, "RAY_API_SERVER_ADDRESS": os.environ["RAY_API_SERVER_ADDRESS"]}
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        object_store_memory=int(5e8) if num_cpus is not None else None,
+        include_dashboard=True,
+        dashboard_port=port,
+        **console.ray_init_kwargs(env),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="sweep YAML (configs/sweeps/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="replace a top-level key of the sweep YAML (name, num_samples, set, ...)")  # fmt: skip
-    p.add_argument("--num-cpus", type=float, default=None, help="CPUs of the local Ray cluster it starts")
+    p.add_argument("--num-cpus", type=float, default=None,
+                   help="CPUs of the local Ray cluster it starts without RAY_ADDRESS (default: all)")  # fmt: skip
     add_verbose_flag(p)
     args = p.parse_args(argv)
     console = setup_console(args.verbose)
+    if not args.verbose:  # MLflow's store-creation and "View run at" lines: the summary names the runs
+        import mlflow  # noqa: F401  (it sets its loggers' levels when first imported)
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         from sid_ray.tune.spec import load_sweep
 
@@ -44,19 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         from sid_ray.tune.sweep import run_sweep
 
         if not ray.is_initialized():
-            if not os.environ.get("RAY_ADDRESS"):
-                os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster of this process
-            if args.num_cpus is not None:
-                # address="local": a new cluster, never one a stale /tmp/ray record points at
-                ray.init(
-                    address="local",
-                    num_cpus=args.num_cpus,
-                    object_store_memory=int(5e8),
-                    include_dashboard=False,
-                )
+            env = {k: os.environ[k] for k in ("SID_RAY_CACHE",) if k in os.environ}
+            if os.environ.get("RAY_ADDRESS"):
+                init_ray(console, env)  # a running cluster (ray job submit sets RAY_ADDRESS)
             else:
-                init_ray(console, {k: os.environ[k] for k in ("SID_RAY_CACHE",) if k in os.environ})
-        result = run_sweep(spec, Path(args.sweep).read_text())
+                start_local_cluster(console, env, args.num_cpus)
+        result = run_sweep(spec, Path(args.sweep).read_text(), verbose=args.verbose)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -64,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"\n{result.table}\n")
+    if result.unfinished:
+        print(
+            f"sweep interrupted: {len(result.unfinished)} of {result.total_trials} trials unfinished; "
+            "run the same command again to resume it",
+            file=sys.stderr,
+        )
+        return 130
     best = result.best
     print(f"best trial {best['trial_id']}: {best['config']}")
     print(f"  metrics: {best['metrics']}")

@@ -1,10 +1,13 @@
 """The data stages' counts in MLflow: what was read, dropped, truncated or skipped, by kind.
 
 `jobs/embed.py` logs its own run (the counts, the cache's identity as params, the manifest as an
-artifact); the training launcher adds the counts of the data it trained on to the run's MLflow run
-after training (`log_counts` with that run's id). Counts are metrics named `data_<group>_<kind>`
-(`data_read_duplicate`, `data_truncated_tokenizer_2`, `data_pairs_skipped_truncated tar member`
-made safe), logged at a step, so a resumed run's later counts stand beside the first ones.
+artifact). A training run's rank 0 logs the counts of the data it trains on (what the launcher
+read, or the embedding cache's manifest: prompts read, dropped by kind, truncated, held out) into
+the run's MLflow run as soon as it opens it (`log_stage`), at the iteration it starts from, and
+the driver prints them in one line (`summary_line`) before the first progress line. Counts are
+metrics named `data_<group>_<kind>` (`data_read_duplicate`, `data_truncated_tokenizer_2`,
+`data_pairs_skipped_truncated tar member` made safe), logged at a step, so a resumed run's later
+counts stand beside the first ones.
 """
 
 from __future__ import annotations
@@ -45,6 +48,25 @@ def log_counts(
         client.log_batch(run_id, metrics=metrics)
     for name, content in (artifacts or {}).items():
         client.log_dict(run_id, dict(content), f"data/{name}")
+
+
+def summary_line(groups: Mapping[str, Mapping]) -> str:
+    """The counts in one console line: `data: read files 1, lines 7, kept 4, duplicate 1; ...`."""
+    parts = []
+    for group, counts in groups.items():
+        numbers = [f"{k} {v:g}" for k, v in (counts or {}).items() if isinstance(v, int | float)]
+        if numbers:
+            parts.append(f"{group} " + ", ".join(numbers))
+    return "data: " + ("; ".join(parts) or "no counts")
+
+
+def log_stage(tracker, loop_config: Mapping, step: int) -> None:
+    """In rank 0 of a training run, once its MLflow run is open: the launcher's data counts
+    (`loop_config["data_counts"]`, and its `data_artifacts` files) at iteration `step`."""
+    if tracker is None:
+        return
+    groups, artifacts = loop_config.get("data_counts") or {}, loop_config.get("data_artifacts") or {}
+    log_counts(tracker.config.tracking.mlflow_uri, tracker.run_id, groups, step, artifacts)
 
 
 def start_data_run(

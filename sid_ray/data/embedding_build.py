@@ -2,14 +2,18 @@
 
 `build_embedding_cache(config)` reads `data.prompts` (`sid_ray.data.prompt_sources`), cuts the
 list into shards of `data.embedding_shard_size` prompts, and sends the shards not on disk yet
-to `data.embed_workers` actors (a GPU each with `train.use_gpu`, else a CPU). Each actor builds
+(and, with `eval.every_kimg` > 0, the run's evaluation prompts, given by the caller's `eval_prompts`, when their file
+is missing) to
+`data.embed_workers` actors (a GPU each with `train.use_gpu`, else a CPU). Each actor builds
 the adapter's text encoders once (no transformer, no VAE) and writes its shards itself, so embeddings go from the encoder to storage
 without passing through the driver. The driver shows a progress bar (prompts/s) and writes the
 manifest last: a folder without one is an unfinished build, which the next call resumes.
 
 `ensure_embedding_cache(config)` is what the launcher calls: it returns the manifest when the
-folder holds this prompt list encoded by this model, builds (or completes) it when it is missing
-or was built from other prompts, and refuses a cache of another model.
+folder holds this prompt list (and this run's evaluation prompts) encoded by this model, builds
+(or completes) it when it is missing or was built from other prompts, and refuses a cache of
+another model. In-training evaluation of a run on the cache reads the evaluation prompts'
+embeddings from it (`sid_ray.train.in_training_eval`): its workers hold no text encoder.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data import embedding_cache as cache
-from sid_ray.data.prompt_sources import PromptSet, is_eval_prompt, prompt_hash, read_prompt_set
+from sid_ray.data.prompt_sources import PromptSet, is_eval_prompt, prompt_hash, read_prompt_set, split_prompts
 from sid_ray.data.storage import StoragePath
 
 ENCODERS_FILE = "encoders.json"  # max length and text-encoder identity, written by the first actor
@@ -65,8 +69,9 @@ def count_truncated(adapter, prompts: list[str]) -> Counter:
 
 
 class ShardEncoder:
-    """Ray Data actor UDF: builds the text encoders once; each row of a batch is a shard to encode
-    and write (its truncation counts go into the shard's metadata). Returns per shard its rows and
+    """Ray Data actor UDF: builds the text encoders once; each row of a batch is a file to encode
+    and write, relative to the cache folder: a shard (its rows split by hash, its truncation counts
+    in its metadata) or an evaluation set (every row "eval"). Returns per file its rows and
     seconds (the driver's progress bar)."""
 
     def __init__(self, config: RunConfig, folder: str):
@@ -83,15 +88,15 @@ class ShardEncoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, seconds = [], []
-        for file, prompts in zip(batch["file"], batch["prompts"], strict=True):
+        for file, split, prompts in zip(batch["file"], batch["split"], batch["prompts"], strict=True):
             start = time.perf_counter()
             prompts = [str(p) for p in prompts]
-            self._write(str(file), prompts)
+            self._write(str(file), prompts, str(split))
             rows.append(len(prompts))
             seconds.append(time.perf_counter() - start)
         return {"file": batch["file"], "rows": np.asarray(rows), "seconds": np.asarray(seconds)}
 
-    def _write(self, file: str, prompts: list[str]) -> None:
+    def _write(self, file: str, prompts: list[str], split: str = "") -> None:
         import torch
 
         size, parts = self.data.embed_batch_size, []
@@ -100,7 +105,8 @@ class ShardEncoder:
                 parts.append(self.adapter.encode_prompts(prompts[start : start + size]))
         tensors = {k: torch.cat([p.tensors[k] for p in parts]) for k in parts[0].tensors}
         hashes = [prompt_hash(p) for p in prompts]
-        splits = ["eval" if is_eval_prompt(p, self.data.eval_prompt_fraction) else "train" for p in prompts]
+        fraction = self.data.eval_prompt_fraction
+        splits = [split or ("eval" if is_eval_prompt(p, fraction) else "train") for p in prompts]
         if not (self.folder / ENCODERS_FILE).is_file():
             cache.write_null(self.folder, parts[0].null)
             identity = {
@@ -114,7 +120,7 @@ class ShardEncoder:
             "truncated": dict(count_truncated(self.adapter, prompts)),
         }
         table = cache.rows_table(hashes, prompts, splits, tensors, info)
-        cache.write_table_atomically(table, self.folder / cache.SHARDS_DIR / file)
+        cache.write_table_atomically(table, self.folder / file)
 
 
 def encoder_identity(adapter) -> dict:
@@ -155,8 +161,16 @@ def cache_folder(config: RunConfig) -> StoragePath:
     return StoragePath(config.data.embedding_cache)
 
 
+# the distinct prompts of a run's in-training evaluation set, given its held-out prompts: the
+# eval layer's `eval_prompt_list`, passed in by the callers above data (launcher, jobs/embed.py)
+EvalPrompts = Callable[[RunConfig, list[str]], list[str]]
+
+
 def build_embedding_cache(
-    config: RunConfig, prompt_set: PromptSet | None = None, log: Callable[[str], None] = print
+    config: RunConfig,
+    prompt_set: PromptSet | None = None,
+    log: Callable[[str], None] = print,
+    eval_prompts: EvalPrompts | None = None,
 ) -> dict:
     """Encode `data.prompts` into `data.embedding_cache` (shards on disk are kept); the manifest.
 
@@ -168,16 +182,35 @@ def build_embedding_cache(
     prompt_set = prompt_set or run_prompt_set(config)
     prompts = prompt_set.prompts
     plan = shard_plan(prompts, config.data.embedding_shard_size, config.data.eval_prompt_fraction)
-    (folder / cache.SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-    pending = [s for s in plan if not (folder / cache.SHARDS_DIR / s["file"]).is_file()]
+    evaluates = config.eval.every_kimg > 0  # toy teachers encode no fixed evaluation set
+    held_out = split_prompts(prompts, config.data.eval_prompt_fraction)[1]
+    evaluation = _evaluation_set(config, held_out, eval_prompts) if evaluates else []
+    eval_file = cache.eval_set_file(evaluation)
+    for sub in (cache.SHARDS_DIR, cache.EVAL_DIR):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    size = config.data.embedding_shard_size
+    tasks = [
+        {
+            "file": f"{cache.SHARDS_DIR}/{s['file']}",
+            "split": "",
+            "prompts": prompts[s["start"] : s["start"] + size],
+        }
+        for s in plan
+        if not (folder / cache.SHARDS_DIR / s["file"]).is_file()
+    ]
+    pending_shards = len(tasks)
+    if evaluates and not (folder / eval_file).is_file():
+        tasks.append({"file": eval_file, "split": "eval", "prompts": evaluation})
     log(
-        f"[embed] {prompt_set.summary()}; {len(plan)} shard(s), {len(plan) - len(pending)} already "
-        f"written; encoding {len(pending)} on {config.data.embed_workers} actor(s) -> {folder}"
+        f"[embed] {prompt_set.summary()}; {len(plan)} shard(s), {len(plan) - pending_shards} already "
+        f"written; encoding {pending_shards} and {len(tasks) - pending_shards} evaluation set(s) "
+        f"({len(evaluation)} prompts) on {config.data.embed_workers} actor(s) -> {folder}"
     )
     start = time.perf_counter()
-    encoded = _encode(config, folder, prompts, pending)
+    encoded = _encode(config, folder, tasks)
     seconds = time.perf_counter() - start
     manifest = _manifest(config, folder, prompt_set, plan, seconds, encoded)
+    manifest["eval_set"] = {"file": eval_file, "rows": len(evaluation)} if evaluates else None
     _remove_stale_shards(folder, plan)
     (folder / cache.MANIFEST).write_text(json.dumps(manifest, indent=1))
     rate = f", {encoded / seconds:.1f} prompts/s" if encoded else ""
@@ -188,15 +221,14 @@ def build_embedding_cache(
     return manifest
 
 
-def _encode(config: RunConfig, folder: StoragePath, prompts: list[str], pending: list[dict]) -> int:
-    """Run the pending shards through the actor pool; the number of prompts encoded."""
+def _encode(config: RunConfig, folder: StoragePath, tasks: list[dict]) -> int:
+    """Run the pending files ({file, split, prompts}) through the actor pool; the number of
+    prompts encoded."""
     import ray.data
     from tqdm import tqdm
 
-    if not pending:
+    if not tasks:
         return 0
-    size = config.data.embedding_shard_size
-    tasks = [{"file": s["file"], "prompts": prompts[s["start"] : s["start"] + size]} for s in pending]
     resources = {"num_gpus": 1} if config.train.use_gpu else {"num_cpus": 1}
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         ShardEncoder,
@@ -258,7 +290,18 @@ def _remove_stale_shards(folder: StoragePath, plan: list[dict]) -> None:
             path.unlink()
 
 
-def ensure_embedding_cache(config: RunConfig, log: Callable[[str], None] = print) -> dict:
+def _evaluation_set(config: RunConfig, held_out: list[str], eval_prompts: EvalPrompts | None) -> list[str]:
+    if eval_prompts is None:
+        raise ValueError(
+            "eval.every_kimg > 0: the embedding cache encodes the evaluation prompts too; pass "
+            "eval_prompts=sid_ray.eval.generator_eval.eval_prompt_list"
+        )
+    return eval_prompts(config, held_out)
+
+
+def ensure_embedding_cache(
+    config: RunConfig, log: Callable[[str], None] = print, eval_prompts: EvalPrompts | None = None
+) -> dict:
     """The manifest of `data.embedding_cache` for this run's prompts: used as it is when it
     matches, completed or re-encoded when it is missing or built from other prompts, refused
     (ConfigError naming both models) when built for another model."""
@@ -271,9 +314,16 @@ def ensure_embedding_cache(config: RunConfig, log: Callable[[str], None] = print
     if manifest is not None and manifest["prompts_sha"] == prompts_fingerprint(
         hashes, config.data.eval_prompt_fraction
     ):
-        log(f"[embed] cache hit: {manifest['train_count']} training prompts in {folder}")
-        return manifest
+        held_out = split_prompts(prompt_set.prompts, config.data.eval_prompt_fraction)[1]
+        if (
+            config.eval.every_kimg <= 0
+            or (folder / cache.eval_set_file(_evaluation_set(config, held_out, eval_prompts))).is_file()
+        ):  # evaluation reads it
+            log(f"[embed] cache hit: {manifest['train_count']} training prompts in {folder}")
+            return manifest
+        log(f"[embed] {folder} holds this run's prompts but not its evaluation prompts: encoding them")
+        return build_embedding_cache(config, prompt_set, log, eval_prompts)
     if manifest is not None:
         log(f"[embed] {folder} was encoded from other prompts: re-encoding what changed")
         (folder / cache.MANIFEST).unlink()
-    return build_embedding_cache(config, prompt_set, log)
+    return build_embedding_cache(config, prompt_set, log, eval_prompts)

@@ -6,6 +6,7 @@ folder, or s3:// gs:// through pyarrow, `sid_ray.data.storage`):
     manifest.json                  model and encoder identity, max length, dtype, counts, shards
     null.parquet                   the null condition (the empty prompt's embeddings), one row
     shards/shard-00000-<h>.parquet rows of (prompt_hash, prompt, split, emb:<key> ...)
+    eval/eval-<h>.parquet          the in-training evaluation's prompts (`eval_set_file`), same rows
 
 Each `emb:<key>` column holds one row's tensor of the adapter's `encode_prompts(...).tensors[key]`
 as raw bytes, in the dtype the encoders produced: the bytes are the tensor, so training from the
@@ -13,10 +14,13 @@ cache sees bit for bit what encoding in the loop gives. Every shard's parquet me
 layout ({key: shape, dtype}), so a shard is readable without the manifest. A shard's name carries
 a hash of its prompts: a resumed or repeated build skips shards that exist, whatever run wrote them.
 Rows keep the prompt list's order; `split` is "train" or "eval" (`prompt_sources.is_eval_prompt`).
+An evaluation set's file is named by its prompts (the distinct prompts of the run's evaluation set:
+its held-out prompts, or the teacher's fixed set), so runs that evaluate differently share a cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sid_ray.config.schema import ConfigError, ModelConfig
+from sid_ray.data.prompt_sources import prompt_hash
 from sid_ray.data.storage import StoragePath, is_uri
 from sid_ray.models.conditioning import TensorConditioning
 
@@ -35,6 +40,7 @@ CACHE_VERSION = 1
 MANIFEST = "manifest.json"
 NULL_FILE = "null.parquet"
 SHARDS_DIR = "shards"
+EVAL_DIR = "eval"
 EMB_PREFIX = "emb:"
 _LAYOUT_KEY = b"sid_ray.layout"
 _INFO_KEY = b"sid_ray.shard"
@@ -188,3 +194,17 @@ def read_null(folder: StoragePath | str | Path) -> dict[str, torch.Tensor]:
     return decode_rows(
         layout, {c: table[c].to_pylist() for c in table.column_names if c.startswith(EMB_PREFIX)}
     )
+
+
+def eval_set_file(prompts: list[str]) -> str:
+    """The cache-relative file of an evaluation prompt set's embeddings, named by its prompts."""
+    digest = hashlib.sha256(json.dumps([prompt_hash(p) for p in prompts]).encode()).hexdigest()[:16]
+    return f"{EVAL_DIR}/eval-{digest}.parquet"
+
+
+def read_encoded(path: StoragePath | str | Path) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """A shard or evaluation file's prompts and their embeddings ({key: (n, ...) tensor})."""
+    path = StoragePath(path)
+    table = pq.read_table(path.path, filesystem=path.fs)
+    columns = {c: table[c].to_pylist() for c in table.column_names if c.startswith(EMB_PREFIX)}
+    return table["prompt"].to_pylist(), decode_rows(read_layout(path), columns)

@@ -36,6 +36,7 @@ import numpy as np
 
 from sid_ray.config.paths import cache_dir
 from sid_ray.config.schema import ConfigError, RunConfig
+from sid_ray.data.storage import filesystem_from_uri, ray_read_args
 from sid_ray.data.tar_samples import tar_samples
 
 TABLE_VERSION = 2  # bump when the table's layout or the decoding changes (2: our tar reader)
@@ -101,9 +102,7 @@ def cache_key(config: RunConfig, urls: list[str]) -> str:
     shards = []
     for url in urls:
         if "://" in url:
-            import pyarrow.fs
-
-            fs, path = pyarrow.fs.FileSystem.from_uri(url)
+            fs, path = filesystem_from_uri(url)
             info = fs.get_file_info(path)
             shards.append([url, info.size, info.mtime_ns])
         else:
@@ -343,7 +342,7 @@ def _encoded_samples(config: RunConfig, urls: list[str], image_keys, caption_key
     # our tar reader, not read_webdataset: broken members are counted instead of failing the read
     # or silently ending the shard (sid_ray.data.tar_samples)
     fields = _SampleFields(image_keys, caption_keys, config.model.resolution)
-    ds = ray.data.read_binary_files(urls, include_paths=True).flat_map(_ShardSamples(fields))
+    ds = ray.data.read_binary_files(**ray_read_args(urls), include_paths=True).flat_map(_ShardSamples(fields))
     resources = {"num_gpus": 1} if config.train.use_gpu else {"num_cpus": 1}
     return ds.map_batches(
         _VaeEncoder,

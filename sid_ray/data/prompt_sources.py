@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sid_ray.config.schema import ConfigError, DataConfig
+from sid_ray.data.storage import filesystem_from_uri, ray_read_args
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -110,7 +111,7 @@ def _remote_files(source: str) -> list[str]:
     pattern = None
     if glob.has_magic(source):
         source, pattern = source.rsplit("/", 1)
-    fs, path = pyarrow.fs.FileSystem.from_uri(source)
+    fs, path = filesystem_from_uri(source)
     info = fs.get_file_info(path)
     if info.type == pyarrow.fs.FileType.File and pattern is None:
         paths = [path]
@@ -234,12 +235,11 @@ class _ParquetRows:
 
 def _check_parquet_column(files: list[str], column: str) -> None:
     """Refuse, before reading, a parquet file that has no `column` (naming it and its columns)."""
-    import pyarrow.fs
     import pyarrow.parquet as pq
 
     for file in files:
         if "://" in file:
-            fs, path = pyarrow.fs.FileSystem.from_uri(file)
+            fs, path = filesystem_from_uri(file)
             schema = pq.read_schema(fs.open_input_file(path))
         else:
             schema = pq.read_schema(file)
@@ -280,11 +280,11 @@ def _read_rows(files: list[str], column: str, order: dict[str, int]) -> list[dic
     tables = [f for f in files if _suffix(f) in PARQUET_SUFFIXES]
     rows = []
     if lines:
-        ds = ray.data.read_binary_files(lines, include_paths=True)
+        ds = ray.data.read_binary_files(**ray_read_args(lines), include_paths=True)
         rows += ds.flat_map(_ParseLines(column, order)).take_all()
     if tables:
         _check_parquet_column(tables, column)
-        ds = ray.data.read_parquet(tables, columns=[column], include_paths=True)
+        ds = ray.data.read_parquet(**ray_read_args(tables), columns=[column], include_paths=True)
         rows += ds.map_batches(_ParquetRows(column, order), batch_format="numpy").take_all()
         empty = set(range(len(files))) - {int(r["file"]) for r in rows}
         rows += [_row(i, 0, "", EMPTY_FILE) for i in sorted(empty) if _suffix(files[i]) in PARQUET_SUFFIXES]

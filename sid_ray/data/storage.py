@@ -2,10 +2,17 @@
 
 `StoragePath("s3://bucket/emb/flux-dev")` and `StoragePath("/shared/emb")` answer the few
 pathlib calls the cache makes (`/`, `is_file`, `read_text`, `write_text`, `mkdir`, `unlink`,
-`glob`) on the file system pyarrow resolves for them: S3 and GCS with credentials, region and
-endpoint from the environment (AWS_ENDPOINT_URL reaches an S3-compatible server), the local disk
-otherwise. `.fs` and `.path` go to pyarrow.parquet's `filesystem=` arguments. Pickled as its URI:
-Ray Data actors and training workers resolve it again where they run.
+`glob`) on the file system `filesystem_from_uri` resolves for them: S3 and GCS with credentials,
+region and endpoint from the environment, the local disk otherwise. `.fs` and `.path` go to
+pyarrow.parquet's `filesystem=` arguments. Pickled as its URI: Ray Data actors and training
+workers resolve it again where they run.
+
+Emulators and S3-compatible servers: AWS_ENDPOINT_URL points s3:// at another endpoint (pyarrow
+reads it itself). STORAGE_EMULATOR_HOST (`http://127.0.0.1:9023` or `127.0.0.1:9023`, the variable
+Google's own clients read) points gs:// at a GCS emulator, reached anonymously: pyarrow does not
+read that variable, so `filesystem_from_uri` builds the GcsFileSystem for it. Set it where Ray's
+workers run too (a local cluster started from the same environment inherits it; on a cluster,
+`runtime_env.env_vars`).
 """
 
 from __future__ import annotations
@@ -17,9 +24,50 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+GCS_SCHEMES = ("gs", "gcs")
+
 
 def is_uri(location: str) -> bool:
     return "://" in str(location) and not str(location).startswith("file://")
+
+
+def gcs_emulator() -> pafs.GcsFileSystem | None:
+    """The GcsFileSystem of the emulator STORAGE_EMULATOR_HOST names (anonymous), or None."""
+    host = os.environ.get(GCS_EMULATOR_ENV, "").strip().rstrip("/")
+    if not host:
+        return None
+    scheme, _, address = host.rpartition("://")
+    return pafs.GcsFileSystem(anonymous=True, scheme=scheme or "http", endpoint_override=address)
+
+
+def filesystem_from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """`pyarrow.fs.FileSystem.from_uri`, except that gs:// goes to the GCS emulator when
+    STORAGE_EMULATOR_HOST is set (pyarrow would ask Google's servers for credentials)."""
+    scheme, _, rest = str(uri).partition("://")
+    if scheme in GCS_SCHEMES and (emulator := gcs_emulator()) is not None:
+        return emulator, rest.rstrip("/")
+    return pafs.FileSystem.from_uri(uri)
+
+
+def ray_read_args(paths: list[str]) -> dict:
+    """The `paths` (and `filesystem`) arguments of a Ray Data read of `paths`: gs:// files on the
+    GCS emulator go as bucket paths with its file system (Ray resolves URIs through pyarrow, which
+    does not read STORAGE_EMULATOR_HOST); anything else as given."""
+    on_gcs = [is_uri(p) and str(p).split("://", 1)[0] in GCS_SCHEMES for p in paths]
+    emulator = gcs_emulator() if any(on_gcs) else None
+    if emulator is None:
+        return {"paths": paths}
+    if not all(on_gcs):
+        raise ValueError(
+            f"with {GCS_EMULATOR_ENV} set, one read takes gs:// files or other files, not both: {paths}"
+        )
+    return {"paths": [filesystem_from_uri(p)[1] for p in paths], "filesystem": emulator}
+
+
+def uri_scheme(fs: pafs.FileSystem) -> str:
+    """The URI scheme of a pyarrow file system's paths ("gs" for GCS, whose type name is gcs)."""
+    return "gs" if fs.type_name == "gcs" else fs.type_name
 
 
 class StoragePath:
@@ -38,7 +86,7 @@ class StoragePath:
     @property
     def fs(self) -> pafs.FileSystem:
         if self._fs is None:
-            self._fs = pafs.FileSystem.from_uri(self.uri)[0] if is_uri(self.uri) else pafs.LocalFileSystem()
+            self._fs = filesystem_from_uri(self.uri)[0] if is_uri(self.uri) else pafs.LocalFileSystem()
         return self._fs
 
     def __truediv__(self, name: str) -> StoragePath:

@@ -46,6 +46,12 @@ def eval_prompt_set(config: RunConfig, held_out: list[str] | None = None) -> Pro
     return text_prompt_set(n, seed)
 
 
+def eval_prompt_list(config: RunConfig, held_out: list[str]) -> list[str]:
+    """The distinct prompts of `eval_prompt_set`, in order: what an embedding cache encodes for
+    in-training evaluation (`sid_ray.data.embedding_build`'s `eval_prompts`)."""
+    return list(dict.fromkeys(eval_prompt_set(config, held_out).prompts))
+
+
 def rank_chunks(num_samples: int, chunk: int, rank: int, world: int) -> list[tuple[int, int] | None]:
     """(start, stop) of this rank's chunks; None pads to the same count on every rank."""
     total = math.ceil(num_samples / chunk)

@@ -4,7 +4,9 @@ A data-free run with `data.embedding_cache` set trains on the cache's embeddings
 makes sure the cache matches (`ensure_embedding_cache`), streams its rows in the prompt stream's
 order, and sends the workers a config with `model.load_text_encoders=false`, so no worker holds
 a text encoder. Each worker then checks that its adapter tokenises to the cache's max length and
-that it built no text-encoder module, and turns stream rows into `EncodedPrompts`.
+that it built no text-encoder module, and turns stream rows into `EncodedPrompts`. The cache's
+held-out rows (`held_out_prompts`) are the run's evaluation prompts, and in-training evaluation
+takes their embeddings from the cache's evaluation set (`CachedPromptEncoder`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.data import embedding_cache as cache
 from sid_ray.data.embedding_stream import CachedConditioning, EmbeddingCycle
 from sid_ray.data.storage import StoragePath
+from sid_ray.models.conditioning import TensorConditioning
 
 
 def uses_embedding_cache(config: RunConfig) -> bool:
@@ -90,3 +94,53 @@ def cached_batches(config: RunConfig) -> Iterator[tuple[cache.EncodedPrompts, No
     cache.check_model(manifest, config.model, folder)
     cycle = EmbeddingCycle(folder, seed=config.data.shuffle_seed)
     return ((cycle.take(config.train.batch_size), None) for _ in itertools.count())
+
+
+def held_out_prompts(folder: str) -> list[str]:
+    """The cache's held-out prompts (split "eval", by hash), in the prompt list's order: never
+    trained on, they are the run's evaluation prompts, as `split_prompts` gives them for a run
+    that encodes in the loop."""
+    folder = StoragePath(folder)
+    manifest = cache.read_manifest(folder)
+    if manifest is None or not manifest.get("eval_count"):
+        return []
+    out = []
+    for shard in manifest["shards"]:
+        path = folder / cache.SHARDS_DIR / shard["file"]
+        table = pq.read_table(path.path, columns=["prompt", "split"], filesystem=path.fs)
+        out += [
+            p
+            for p, split in zip(table["prompt"].to_pylist(), table["split"].to_pylist(), strict=True)
+            if split == "eval"
+        ]
+    return out
+
+
+class CachedPromptEncoder:
+    """The adapter, with `encode_prompts` answered from the cache's evaluation set instead of the
+    text encoders a cached run's workers do not hold; every other attribute is the adapter's."""
+
+    def __init__(self, adapter, folder: str, prompts: list[str]):
+        self.adapter = adapter
+        path = StoragePath(folder) / cache.eval_set_file(prompts)
+        if not path.is_file():
+            raise ConfigError(
+                f"eval: {folder} holds no embeddings of this run's {len(prompts)} evaluation prompts "
+                f"({path.name}); the launcher encodes them when it checks the cache (jobs/embed.py "
+                "with this run's config does too), or set eval.every_kimg=0"
+            )
+        texts, self.tensors = cache.read_encoded(path)
+        self.row = {text: i for i, text in enumerate(texts)}
+        self.null = cache.read_null(folder)
+
+    def __getattr__(self, name: str):
+        if name == "adapter":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.adapter, name)
+
+    def encode_prompts(self, prompts) -> TensorConditioning:
+        missing = [p for p in prompts if p not in self.row]
+        if missing:
+            raise KeyError(f"prompts not in the cache's evaluation set: {missing[:3]}")
+        index = torch.tensor([self.row[p] for p in prompts], dtype=torch.long)
+        return TensorConditioning({k: v[index] for k, v in self.tensors.items()}, self.null)

@@ -6,7 +6,9 @@ the metrics join the iteration's row: `eval_fid`, `eval_<alignment>`, the second
 the share of the run's wall time evaluation has taken so far. The SiD losses oscillate around
 zero and say little about convergence; FID does, so a sweep's scheduler stops on it, and a run
 whose losses or FID turn non-finite or explode (`eval.max_loss`, `eval.max_fid`) is stopped as
-diverged instead of burning its remaining budget.
+diverged instead of burning its remaining budget. A run trained from `data.embedding_cache`
+evaluates on the same prompts (the cache's held-out rows, else the teacher's fixed set), their
+embeddings read from the cache's evaluation set, which the embedding stage encoded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from sid_ray.config.schema import ConfigError, RunConfig
 from sid_ray.eval.generator_eval import Gather, GeneratorEval, eval_prompt_set, evaluate_generator
 from sid_ray.eval.scorers import FID_KEY, scorer_for
+from sid_ray.train.cached_prompts import CachedPromptEncoder, uses_embedding_cache
 
 
 class InTrainingEval:
@@ -36,15 +39,21 @@ class InTrainingEval:
 
     @classmethod
     def create(cls, config: RunConfig, adapter, held_out, dtype) -> InTrainingEval | None:
-        """None when `eval.every_kimg` is 0; refuses runs whose workers hold no text encoder."""
+        """None when `eval.every_kimg` is 0. Workers training from `data.embedding_cache` hold no
+        text encoder: their evaluation prompts' embeddings come from the cache, which the embedding
+        stage encoded them into (`embedding_build.eval_prompts`). Any other run without text
+        encoders is refused."""
         if config.eval.every_kimg <= 0:
             return None
         if not config.model.load_text_encoders:
-            raise ConfigError(
-                "eval.every_kimg: in-training evaluation encodes its prompts, and workers training "
-                "from data.embedding_cache hold no text encoder; set eval.every_kimg=0 and run "
-                "jobs/evaluate.py on the checkpoints"
-            )
+            if not uses_embedding_cache(config):
+                raise ConfigError(
+                    "eval.every_kimg: in-training evaluation encodes its prompts, and "
+                    "model.load_text_encoders=false builds no text encoder; set eval.every_kimg=0 "
+                    "and run jobs/evaluate.py on the checkpoints"
+                )
+            prompts = list(dict.fromkeys(eval_prompt_set(config, held_out).prompts))
+            adapter = CachedPromptEncoder(adapter, config.data.embedding_cache, prompts)
         return cls(config, adapter, held_out, dtype)
 
     def due(self, done: int, last: bool) -> bool:

@@ -21,7 +21,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from sid_ray.config.io import config_to_dict, dump_config
 from sid_ray.config.schema import ConfigError, RunConfig
-from sid_ray.data.data_tracking import log_counts
+from sid_ray.data.data_tracking import summary_line
 from sid_ray.data.embedding_build import ensure_embedding_cache
 from sid_ray.data.embedding_stream import RankEmbeddingStream
 from sid_ray.data.image_pairs import encode_pairs
@@ -29,14 +29,16 @@ from sid_ray.data.pair_stream import RankPairStream
 from sid_ray.data.prompt_sources import split_prompts
 from sid_ray.data.prompts import PROMPT_STREAM, RankPromptStream, read_prompts_counted, rows_per_rank
 from sid_ray.data.stream_start import stream_start_actor
+from sid_ray.eval.generator_eval import eval_prompt_list
 from sid_ray.models.registry import default_prompts
-from sid_ray.train.cached_prompts import uses_embedding_cache, with_absolute_cache
+from sid_ray.train.cached_prompts import held_out_prompts, uses_embedding_cache, with_absolute_cache
 from sid_ray.train.console import Console, init_ray
 from sid_ray.train.data_resources import check_data_stage
 from sid_ray.train.ds_config import check_batch
+from sid_ray.train.in_training_eval import divergence
 from sid_ray.train.memory_plan import check_fits
 from sid_ray.train.progress import ProgressPrinter
-from sid_ray.train.run_storage import checkpoint_location, copy_export, storage_path, train_state
+from sid_ray.train.run_storage import checkpoint_location, copy_export, ray_storage
 from sid_ray.train.tracking import check_tracking_uri, resolve_tracking_uri
 from sid_ray.train.worker import train_loop_per_worker
 
@@ -105,11 +107,14 @@ def data_stage(config: RunConfig) -> DataStage:
         return DataStage(RankPairStream(table.folder, seed, batch), counts)
     if uses_embedding_cache(config):
         # encoded once, here, when the cache is missing or stale; the workers load no text encoder
-        manifest = ensure_embedding_cache(config)
+        manifest = ensure_embedding_cache(config, eval_prompts=eval_prompt_list)
         counts = {"read": manifest["read_counts"], "truncated": manifest["truncated"]}
         counts["cache"] = {k: manifest[k] for k in ("count", "train_count", "eval_count")}
         artifacts = {"embedding_manifest.json": manifest}
-        return DataStage(RankEmbeddingStream(config.data.embedding_cache, seed, batch), counts, artifacts)
+        stream = RankEmbeddingStream(config.data.embedding_cache, seed, batch)
+        # evaluation reads the held-out prompts' embeddings from the cache (in_training_eval)
+        held_out = held_out_prompts(config.data.embedding_cache) if config.eval.every_kimg > 0 else []
+        return DataStage(stream, counts, artifacts, held_out)
     prompts, read = read_prompts_counted(config.data, default_prompts(config.model))
     train, held_out = split_prompts(prompts, config.data.eval_prompt_fraction)  # never trained on
     counts = {"read": read, "prompts": {"train": len(train), "held_out": len(held_out)}}
@@ -135,12 +140,14 @@ def build_trainer(config: RunConfig, progress_queue=None, stage: DataStage | Non
             "config": config_to_dict(config),
             "progress_queue": progress_queue,
             "eval_prompts": stage.eval_prompts,
+            "data_counts": stage.counts,  # rank 0 logs them into the MLflow run when it opens it
+            "data_artifacts": stage.artifacts,
         },
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         scaling_config=scaling_config(config),
         run_config=ray.train.RunConfig(
             name=config.name,
-            storage_path=storage_path(config),
+            **ray_storage(config),  # a gs:// path on the GCS emulator comes with its file system
             failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.keep_checkpoints or None),
         ),
@@ -173,6 +180,8 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
     stage = data_stage(with_absolute_cache(config))  # prompts read, caches built: before the progress line
+    if show_progress:
+        print(summary_line(stage.counts), flush=True)
     in_place = console is not None and console.quiet  # one line rewritten in a terminal
     printer = ProgressPrinter(config.train.total_kimg, show_lines=show_progress, in_place=in_place)
     printer.start()
@@ -183,22 +192,16 @@ def launch(config: RunConfig, show_progress: bool = True, console: Console | Non
         printer.summary("failed")
         raise
     rows = printer.stop()
-    log_data_counts(config, result, stage)
     export_dir = copy_export(result.checkpoint, run_dir)
     ckpt_path = checkpoint_location(result.checkpoint)
+    # rank 0 sends each row before the workers test it; a diverged run's last row is the one
+    # that stopped it (the workers' message said why)
+    diverged = bool(rows) and divergence(rows[-1], config) is not None
     summary = printer.summary(
-        "finished",
+        "diverged (stopped early)" if diverged else "finished",
         {"checkpoint": ckpt_path, "export": str(export_dir) if export_dir else "none"},
     )
     return LaunchResult(run_dir, export_dir, dict(result.metrics or {}), ckpt_path, rows, summary)
-
-
-def log_data_counts(config: RunConfig, result, stage: DataStage) -> None:
-    """The data stage's counts into the run's MLflow run (its id is in the final checkpoint)."""
-    run_id = train_state(result.checkpoint).get("mlflow_run_id") if config.tracking.mlflow_uri else None
-    if run_id:
-        step = int(result.metrics.get("iteration", 0)) if result.metrics else 0
-        log_counts(config.tracking.mlflow_uri, run_id, stage.counts, step, stage.artifacts)
 
 
 def _worker_env() -> dict[str, str]:

@@ -24,7 +24,7 @@ from sid_ray.models.registry import build_adapter_on, default_prompts
 from sid_ray.sid.step import SiDNetworks
 from sid_ray.sid.torch_network import TorchTrainedNetwork, sid_adam
 from sid_ray.train.attention import select_attention_backend
-from sid_ray.train.cached_prompts import cached_batches, uses_embedding_cache
+from sid_ray.train.cached_prompts import cached_batches, held_out_prompts, uses_embedding_cache
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.in_training_eval import InTrainingEval, diverged_message, divergence
 from sid_ray.train.loop import Batch, Trainee, iterations
@@ -128,7 +128,8 @@ def _trainee(config: RunConfig, device: torch.device) -> Trainee:
 
 def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> tuple[Iterator[Batch], list[str]]:
     """Each iteration's global batch: captions and real latents (data-aided), or prompts; and the
-    prompts held out by hash for evaluation (none for data-aided and cached runs).
+    prompts held out by hash for evaluation (the cache's held-out rows for cached runs; none for
+    data-aided runs).
     Checked here, before the first iteration: a run without prompts fails before training."""
     batch_size = config.train.batch_size
     if config.sid.data_aided.enabled:
@@ -139,7 +140,8 @@ def _batches(config: RunConfig, prompts: list[str] | None, pairs) -> tuple[Itera
             pairs = PairCycle(encode_pairs(config), seed=config.data.shuffle_seed)
         return (pairs.take(batch_size) for _ in itertools.count()), []
     if uses_embedding_cache(config):
-        return cached_batches(config), []  # the cache's training rows, in the prompt stream's order
+        # the cache's training rows, in the prompt stream's order; its held-out rows for evaluation
+        return cached_batches(config), held_out_prompts(config.data.embedding_cache)
     prompts = prompts or default_prompts(config.model)
     if not prompts:
         raise ConfigError(

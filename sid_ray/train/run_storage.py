@@ -3,7 +3,8 @@
 `train.storage_path` empty keeps them in the run folder `<output_dir>/<name>` (a local or shared
 folder, as before); `s3://bucket/prefix` or `gs://bucket/prefix` puts them in object storage as
 `<storage_path>/<name>`, which Ray Train reaches through pyarrow (credentials, region and
-endpoint from the environment: AWS_ENDPOINT_URL points it at an S3-compatible server). Ray Train
+endpoint from the environment: AWS_ENDPOINT_URL points it at an S3-compatible server,
+STORAGE_EMULATOR_HOST gs:// at a GCS emulator, `sid_ray.data.storage`). Ray Train
 keeps its checkpoint index there too, so starting the same run name again, on a restarted or a
 new cluster, resumes from the last checkpoint in the bucket. The run folder keeps what the driver
 and rank 0 write locally (config.yaml, the exported pipeline, evaluation).
@@ -21,6 +22,7 @@ import ray.train
 
 from sid_ray.config.paths import EXPORT_DIR, STATE_FILE
 from sid_ray.config.schema import RunConfig
+from sid_ray.data.storage import GCS_SCHEMES, filesystem_from_uri, gcs_emulator, is_uri, uri_scheme
 
 
 def storage_path(config: RunConfig) -> str:
@@ -31,13 +33,24 @@ def storage_path(config: RunConfig) -> str:
     return str(Path(given or config.output_dir).expanduser().resolve())
 
 
+def ray_storage(config: RunConfig) -> dict:
+    """`ray.train.RunConfig`'s storage_path and storage_filesystem: the file system given only
+    where pyarrow's own resolution would not reach it (gs:// on the GCS emulator), with the path
+    on it."""
+    path = storage_path(config)
+    if is_uri(path) and path.split("://", 1)[0] in GCS_SCHEMES and gcs_emulator() is not None:
+        fs, fs_path = filesystem_from_uri(path)
+        return {"storage_path": fs_path, "storage_filesystem": fs}
+    return {"storage_path": path}
+
+
 def checkpoint_location(checkpoint: ray.train.Checkpoint | None) -> str | None:
     """The checkpoint's path, as a URI when it is not on the local file system."""
     if checkpoint is None:
         return None
     if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
         return checkpoint.path
-    return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"
+    return f"{uri_scheme(checkpoint.filesystem)}://{checkpoint.path}"
 
 
 def train_state(checkpoint: ray.train.Checkpoint | None) -> dict:

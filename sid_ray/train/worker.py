@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from sid_ray.config.io import from_dict
 from sid_ray.config.schema import RunConfig
+from sid_ray.data.data_tracking import log_stage
 from sid_ray.models.loading import torch_dtype
 from sid_ray.models.registry import build_adapter_on
 from sid_ray.sid.step import SiDNetworks
@@ -86,6 +87,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     tracker = make_tracker(config, rank, state.mlflow_run_id)
     if tracker is not None:
         state.mlflow_run_id = tracker.run_id
+    log_stage(tracker, loop_config, state.iteration)  # the data counts, before the first iteration
     reporter = Reporter(config, rank, device, tracker, loop_config.get("progress_queue"), resumed_from)
     reporter.say(attention, *trainee.notes)
     # held-out prompts (by hash) the launcher removed from the training stream

@@ -3,7 +3,7 @@
 The parent's id is kept in the sweep folder and each trial's run is found by its Tune trial id
 (a tag), so a sweep stopped and started again logs into the runs it had, never into new ones.
 Trials that Tune stopped (ASHA) leave no chance to close their run from inside; the sweep closes
-them at its end, tagged with why.
+them at its end, tagged with why (`close_trials`).
 """
 
 from __future__ import annotations
@@ -65,16 +65,26 @@ def trial_runs(uri: str, parent_id: str) -> list:
     return client.search_runs([parent.info.experiment_id], filter_string=query)
 
 
-def close_stopped_trials(uri: str, parent_id: str, total_kimg: float) -> None:
-    """Runs Tune stopped early are still RUNNING: mark them KILLED, tagged `stopped_early`."""
+def close_trials(uri: str, trials: list[dict], total_kimg: float) -> None:
+    """Close the trial runs left RUNNING, as their trials ended: Tune ends a trial that ASHA
+    stops (and may end one just after it reported its divergence) before its workers close the
+    run. Stopped early: KILLED, tagged `stopped_early`; diverged: FAILED, tagged `diverged` like
+    a single diverged run; errored: FAILED; completed: FINISHED."""
     client = _client(uri)
-    for run in trial_runs(uri, parent_id):
-        if run.info.status == "RUNNING":
-            kimg = run.data.metrics.get("kimg", 0.0)
-            client.set_tag(
-                run.info.run_id, "stopped_early", f"by the scheduler at {kimg:g} of {total_kimg:g} kimg"
-            )
-            client.set_terminated(run.info.run_id, "KILLED")
+    for trial in trials:
+        if not trial.get("run_id"):
+            continue
+        run = client.get_run(trial["run_id"])
+        status, kimg = trial["status"], trial["metrics"].get("kimg", 0.0)
+        if status == "diverged" and run.data.tags.get("diverged") != "true":
+            client.set_tag(run.info.run_id, "diverged", "true")
+            client.set_tag(run.info.run_id, "diverged_reason", trial.get("reason") or "diverged")
+        if run.info.status != "RUNNING":
+            continue
+        if status == "stopped early":
+            client.set_tag(run.info.run_id, "stopped_early", f"by ASHA at {kimg:g} of {total_kimg:g} kimg")
+        final = {"stopped early": "KILLED", "completed": "FINISHED"}.get(status, "FAILED")
+        client.set_terminated(run.info.run_id, final)
 
 
 def tag_best(uri: str, parent_id: str, best: dict, plot: Path | None) -> None:

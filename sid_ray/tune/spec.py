@@ -11,6 +11,7 @@
       sid.alpha: {uniform: [0.8, 1.2]}
       sid.weighting: {choice: ["1-t", "(1-t)^2"]}
     scheduler: {grace_kimg: 0.8, reduction_factor: 2}   # ASHA on eval_fid over kimg
+    max_concurrent_trials: 0              # a cap; 0: as many trials as fit with their data streams
 
 A key of `space` is a config field (dotted path) or one of the named keys `guidance_mode` and
 `guidance_scale`; a value is one Ray Tune domain: loguniform, uniform, choice, grid, or a fixed
@@ -53,7 +54,7 @@ class SweepSpec:
     metric: str = "eval_fid"
     mode: str = "min"
     scheduler: dict = field(default_factory=dict)
-    max_concurrent_trials: int = 1
+    max_concurrent_trials: int = 0  # at most this many trials at once; 0: as many as the cluster holds
     trial_driver_cpus: float = 0.0  # the trial's own process (it only waits on the Train run)
     output_dir: str = "runs/sweeps"
 

@@ -3,19 +3,25 @@ parent and nested runs, and at the end the best trial printed, tagged, and the t
 
 The Tune experiment lives in `<output_dir>/<name>/tune`; when it exists the sweep is restored
 (`Tuner.restore`: finished trials kept, unfinished and errored ones resumed), so a sweep whose
-driver was stopped is finished by running the same command again.
+driver was stopped is finished by running the same command again. As many trials run at once as
+the cluster holds with their data streams (`resources.concurrent_trials`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ray import tune
+
+from sid_ray.config.schema import RunConfig
 from sid_ray.train.tracking import check_tracking_uri, resolve_tracking_uri
 from sid_ray.tune import mlflow_runs
 from sid_ray.tune.plot import plot_trials
+from sid_ray.tune.resources import check_state_api, concurrent_trials
 from sid_ray.tune.spec import SweepSpec, param_space
 from sid_ray.tune.trial import run_trial
 
@@ -25,28 +31,33 @@ DEFAULT_TRACKING = "sqlite:///runs/mlflow.db"
 @dataclass
 class SweepResult:
     trials: list[dict]
-    best: dict
-    plot: Path
+    best: dict | None
+    plot: Path | None
     parent_run_id: str
     tracking_uri: str
     table: str
+    unfinished: list[str] = field(default_factory=list)  # trial ids left to run (interrupted)
+    total_trials: int = 0  # the spec's trials, started or not
 
 
 def _scheduler(spec: SweepSpec, total_kimg: float):
+    """ASHA on `spec.metric` over kimg. Its rungs lie below the run's end (a trial that trained
+    to the end finishes by itself: stopping it then would save nothing and cut its export and its
+    MLflow run short), and reaching `max_t` stops nothing."""
     from ray.tune.schedulers import ASHAScheduler
 
     s = spec.scheduler
+    below_end = total_kimg * (1 - 1e-6)
     return ASHAScheduler(
         time_attr="kimg",
-        max_t=total_kimg,
-        grace_period=float(s.get("grace_kimg", total_kimg / 4)),
+        max_t=below_end,
+        grace_period=min(float(s.get("grace_kimg", total_kimg / 4)), below_end),
         reduction_factor=float(s.get("reduction_factor", 2)),
+        stop_last_trials=False,
     )
 
 
-def _tuner(spec: SweepSpec, trainable, sweep_dir: Path, total_kimg: float):
-    from ray import tune
-
+def _tuner(spec: SweepSpec, trainable, sweep_dir: Path, total_kimg: float, at_once: int, callbacks, verbose):
     experiment = sweep_dir / "tune"
     if tune.Tuner.can_restore(str(experiment)):
         print(f"resuming sweep {spec.name} from {experiment}", flush=True)
@@ -59,61 +70,106 @@ def _tuner(spec: SweepSpec, trainable, sweep_dir: Path, total_kimg: float):
             mode=spec.mode,
             scheduler=_scheduler(spec, total_kimg),
             num_samples=spec.num_samples,
-            max_concurrent_trials=spec.max_concurrent_trials,
+            max_concurrent_trials=at_once,
             # a fresh process per trial: Ray Data's context (the launcher sets it) is process-global
             reuse_actors=False,
         ),
-        run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir)),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(sweep_dir), callbacks=callbacks, verbose=2 if verbose else 0
+        ),
     )
 
 
-def run_sweep(spec: SweepSpec, spec_text: str) -> SweepResult:
-    """Run or resume the sweep on the connected (or a local) Ray cluster."""
-    from ray import tune
+def run_sweep(spec: SweepSpec, spec_text: str, verbose: bool = True) -> SweepResult:
+    """Run or resume the sweep on the connected Ray cluster. `verbose`: Tune's own status
+    tables; otherwise one line per trial start, evaluation and end (`TrialLines`)."""
+    import ray
 
     # rows between evaluations carry no eval_fid; ASHA acts on the rows that do
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     base = spec.base_config()
     uri = resolve_tracking_uri(base.tracking.mlflow_uri or DEFAULT_TRACKING)
     check_tracking_uri(uri)  # before any trial starts
+    cluster = ray.cluster_resources()
+    at_once, line = concurrent_trials(
+        base, cluster.get("CPU", 0.0), cluster.get("GPU", 0.0), spec.max_concurrent_trials
+    )
+    check_state_api()
+    print(line, flush=True)
     sweep_dir = Path(spec.output_dir).resolve() / spec.name
     parent_id = mlflow_runs.parent_run(uri, base.tracking.experiment, sweep_dir, spec.name, spec_text)
     trainable = tune.with_parameters(
         run_trial, spec=spec, uri=uri, parent_id=parent_id, sweep_dir=str(sweep_dir), cwd=os.getcwd()
     )
-    # the trial only waits on its Train run, whose workers reserve `train.*`; Tune needs a
-    # non-empty bundle, and a byte of memory keeps a 2-core laptop's CPUs for workers and data
+    # the trial's process only waits on its Train run, whose workers reserve `train.*` in their own
+    # placement group; Tune needs a non-empty bundle, and a byte of memory takes no CPU from them
     trainable = tune.with_resources(trainable, {"CPU": spec.trial_driver_cpus, "memory": 1})
-    grid = _tuner(spec, trainable, sweep_dir, base.train.total_kimg).fit()
-    mlflow_runs.close_stopped_trials(uri, parent_id, base.train.total_kimg)
-    trials = [_trial(r, spec, base.train.total_kimg) for r in grid]
+    total = base.train.total_kimg
+    ended = EndedTrials(sweep_dir / ENDED_FILE)
+    callbacks = [ended] if verbose else [ended, TrialLines(spec.metric, total)]
+    grid = _tuner(spec, trainable, sweep_dir, total, at_once, callbacks, verbose).fit()
+    # Tune's state of each trial (ResultGrid keeps it in its analysis); a trial that was running
+    # when the driver was interrupted reads TERMINATED there too, so what ended is our own record
+    states = {t.path: (t.trial_id, t.status) for t in grid._experiment_analysis.trials}
+    trials = [_trial(r, spec, base, states, ended.read()) for r in grid]
+    unfinished = [t["trial_id"] for t in trials if t["status"] == "unfinished"]
+    unfinished += ["(not started)"] * max(expected_trials(spec) - len(trials), 0)
     run_ids = {
         r.data.tags.get(mlflow_runs.TRIAL_TAG): r.info.run_id for r in mlflow_runs.trial_runs(uri, parent_id)
     }
     for trial in trials:
         trial["run_id"] = run_ids.get(trial["trial_id"], "")
+    if unfinished:  # the driver was interrupted: the MLflow runs stay open for the resume
+        table = format_trials(trials, spec.metric, None)
+        total_trials = max(expected_trials(spec), len(trials))
+        return SweepResult(trials, None, None, parent_id, uri, table, unfinished, total_trials)
+    mlflow_runs.close_trials(uri, trials, total)
     best = _best(trials, spec)
     keys = [k for k, r in spec.space.items() if not (isinstance(r, dict) and "same_as" in r)]
     logs = {k for k, r in spec.space.items() if isinstance(r, dict) and "loguniform" in r}
-    plot = plot_trials(trials, keys, spec.metric, sweep_dir / "trials.png", logs)
+    title = f"sweep {spec.name}: {len(trials)} trials, ASHA on {spec.metric} ({spec.mode})"
+    plot = plot_trials(trials, keys, spec.metric, sweep_dir / "trials.png", logs, title)
     mlflow_runs.tag_best(uri, parent_id, best, plot)
     return SweepResult(trials, best, plot, parent_id, uri, format_trials(trials, spec.metric, best))
 
 
-def _trial(result, spec: SweepSpec, total_kimg: float) -> dict:
+def expected_trials(spec: SweepSpec) -> int:
+    """The trials the spec makes: num_samples x the product of its grids' sizes."""
+    count = spec.num_samples
+    for rule in spec.space.values():
+        if isinstance(rule, dict) and "grid" in rule:
+            count *= len(rule["grid"])
+    return count
+
+
+def _trial(
+    result, spec: SweepSpec, base: RunConfig, states: dict[str, tuple[str, str]], ended: set[str]
+) -> dict:
+    """One trial as the summary, the plot and MLflow see it: its config, last metrics, status
+    (completed, stopped early, diverged, error, or unfinished when the driver was interrupted)."""
+    from sid_ray.train.in_training_eval import divergence
+
     metrics = dict(result.metrics or {})
-    if metrics.get("diverged"):
-        status = "diverged"
-    elif result.error is not None:
+    trial_id, state = states.get(result.path, (metrics.get("trial_id", Path(result.path).name), "TERMINATED"))
+    reason = ""
+    if state not in ("TERMINATED", "ERROR") or trial_id not in ended:
+        status = "unfinished"
+    elif result.error is not None or state == "ERROR":
         status = "error"
-    else:
-        status = "completed" if metrics.get("kimg", 0) >= total_kimg - 1e-9 else "stopped early"
+    elif metrics.get("diverged"):
+        status = "diverged"
+        reason = divergence(metrics, base) or "diverged"
+    elif metrics.get("kimg", 0) >= base.train.total_kimg - 1e-9:
+        status = "completed"
+    else:  # ended before the last kimg without an error: ASHA stopped it
+        status = "stopped early"
     keep = ("kimg", spec.metric, "eval_share_of_wall") + tuple(k for k in metrics if k.startswith("eval_"))
     return {
-        "trial_id": metrics.get("trial_id", Path(result.path).name),
+        "trial_id": trial_id,
         "config": dict(result.config),
         "metrics": {k: metrics[k] for k in keep if isinstance(metrics.get(k), int | float)},
         "status": status,
+        "reason": reason,
         "checkpoint": metrics.get("checkpoint_path", ""),
     }
 
@@ -130,7 +186,7 @@ def _best(trials: list[dict], spec: SweepSpec) -> dict:
     return min(scored, key=lambda t: sign * t["metrics"][spec.metric])
 
 
-def format_trials(trials: list[dict], metric: str, best: dict) -> str:
+def format_trials(trials: list[dict], metric: str, best: dict | None) -> str:
     lines = [f"{'trial':<14} {'status':<14} {'kimg':>7} {metric:>10} {'eval share':>10}  config"]
     for t in trials:
         m = t["metrics"]
@@ -140,3 +196,64 @@ def format_trials(trials: list[dict], metric: str, best: dict) -> str:
             f"{m.get(metric, math.nan):>10.3f} {100 * m.get('eval_share_of_wall', math.nan):>9.1f}%  {t['config']}"
         )
     return "\n".join(lines)
+
+
+ENDED_FILE = "ended_trials.txt"
+
+
+class EndedTrials(tune.Callback):
+    """The trials that ended (completed, stopped by ASHA, diverged or failed), one id a line in
+    the sweep folder, across the driver's sessions: Tune reports a trial that was running when
+    its driver was interrupted as TERMINATED too, and restores it as unfinished."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> set[str]:
+        return set(self.path.read_text().split()) if self.path.is_file() else set()
+
+    def _add(self, trial) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as out:
+            out.write(f"{trial.trial_id}\n")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._add(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._add(trial)
+
+
+class TrialLines(tune.Callback):
+    """The sweep's progress without Tune's tables: a line per trial start, evaluation and end."""
+
+    def __init__(self, metric: str, total_kimg: float):
+        self.metric, self.total = metric, total_kimg
+
+    @staticmethod
+    def _say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._say(f"trial {trial.trial_id} started: {trial.config}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.metric in result:
+            self._say(
+                f"trial {trial.trial_id}: kimg {result.get('kimg', math.nan):.3f}/{self.total:g}  "
+                f"{self.metric} {result[self.metric]:.3f}"
+            )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        kimg = last.get("kimg", 0.0)
+        if last.get("diverged"):
+            outcome = "diverged"
+        elif kimg >= self.total - 1e-9:
+            outcome = "completed"
+        else:
+            outcome = "stopped early by ASHA"
+        self._say(f"trial {trial.trial_id} {outcome} at kimg {kimg:.3f}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._say(f"trial {trial.trial_id} failed: see {trial.local_path or trial.path}/error.txt")

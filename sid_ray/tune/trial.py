@@ -11,17 +11,56 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
+
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from sid_ray.config.io import dump_config
 from sid_ray.tune.mlflow_runs import trial_run
 from sid_ray.tune.spec import SweepSpec, trial_overrides
 
+GRID_WAIT_S = 30.0
+
+
+class ReportAfterGrid(TuneReportCallback):
+    """TuneReportCallback that passes an evaluation's row on to Tune once rank 0 has logged the
+    evaluation's sample grid to MLflow.
+
+    Rank 0 logs the grid just after `ray.train.report` returns (sid_ray/train/worker.py), and
+    Tune ends a trial that ASHA stops as soon as it sees the row: without the wait, a stopped
+    trial's MLflow run would lack the grid of the evaluation that stopped it. A row that
+    diverged has no grid to wait for; past `GRID_WAIT_S` the row goes on without it.
+    """
+
+    def __init__(self, uri: str, run_id: str, grid_samples: int):
+        super().__init__()
+        self.uri, self.run_id, self.grid_samples = uri, run_id, grid_samples
+
+    def after_report(self, run_context, metrics, checkpoint):
+        row = metrics[0] if metrics else {}
+        if "eval_fid" in row and not row.get("diverged") and self.grid_samples > 0:
+            self._wait_for_grid(float(row["kimg"]))
+        super().after_report(run_context, metrics, checkpoint)
+
+    def _wait_for_grid(self, kimg: float) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient(self.uri)
+        name = f"grid_kimg{kimg:09.3f}.png"  # MlflowTracker.log_evaluation's name
+        deadline = time.monotonic() + GRID_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                if any(a.path.endswith(name) for a in client.list_artifacts(self.run_id, "eval/grids")):
+                    return
+            except Exception:  # the store briefly unreachable: ask again
+                pass
+            time.sleep(0.5)
+
 
 def run_trial(params: dict, spec: SweepSpec, uri: str, parent_id: str, sweep_dir: str, cwd: str) -> None:
     """Build and fit the trial's Train run; its rows reach Tune through TuneReportCallback."""
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from sid_ray.train.launcher import build_trainer
 
@@ -43,5 +82,6 @@ def run_trial(params: dict, spec: SweepSpec, uri: str, parent_id: str, sweep_dir
     trainer = build_trainer(config)
     # the controller reads its RunConfig's callbacks when fit() starts: every Train report (the
     # workers' rows, evaluations and checkpoint paths) reaches Tune and its scheduler
-    trainer.run_config.callbacks = [*(trainer.run_config.callbacks or []), TuneReportCallback()]
+    report = ReportAfterGrid(uri, run_id, config.eval.grid_samples)
+    trainer.run_config.callbacks = [*(trainer.run_config.callbacks or []), report]
     trainer.fit()

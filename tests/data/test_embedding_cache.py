@@ -13,7 +13,9 @@ from sid_ray.data.embedding_build import build_embedding_cache, ensure_embedding
 from sid_ray.data.embedding_stream import CachedConditioning, CachedTable, EmbeddingCycle, RankEmbeddings
 from sid_ray.data.prompt_sources import split_prompts
 from sid_ray.data.prompts import RankPrompts
+from sid_ray.eval.generator_eval import eval_prompt_list
 from sid_ray.models.registry import build_adapter
+from sid_ray.train.cached_prompts import CachedPromptEncoder, held_out_prompts
 from sid_ray.train.prompt_cycle import PromptCycle
 
 PROMPTS = [f"a photo of thing number {i}" for i in range(10)] + ["x" * 200]  # the last: over CLIP's 77
@@ -53,8 +55,8 @@ def logged():
 
 @pytest.mark.ray
 def test_cache_holds_the_encoders_bits_and_resumes(tmp_path, flux_folder, ray_local):
-    config = embed_config(tmp_path, flux_folder)
-    manifest = build_embedding_cache(config, log=print)
+    config = embed_config(tmp_path, flux_folder, "eval.every_kimg=1")  # with the evaluation set
+    manifest = build_embedding_cache(config, log=print, eval_prompts=eval_prompt_list)
     folder = tmp_path / "cache"
     train, held = split_prompts(PROMPTS, 0.25)
     assert manifest["count"] == 11 and manifest["train_count"] == len(train) and held
@@ -71,6 +73,12 @@ def test_cache_holds_the_encoders_bits_and_resumes(tmp_path, flux_folder, ray_lo
     for key, value in expected.tensors.items():
         assert torch.equal(encoded.conditioning.tensors[key], value), key  # bit for bit
         assert torch.equal(encoded.conditioning.null[key], expected.null[key]), key
+    # the held-out rows are the evaluation prompts: encoded into the evaluation set too, which a
+    # cached run's in-training evaluation reads instead of encoding, the encoders' bits as well
+    assert held_out_prompts(str(folder)) == held and manifest["eval_set"]["rows"] == len(held)
+    from_cache = CachedPromptEncoder(adapter, str(folder), held).encode_prompts(held)
+    for key, value in adapter.encode_prompts(held).tensors.items():
+        assert torch.equal(from_cache.tensors[key], value), key
 
     # resume: a lost shard is re-encoded, the others are kept as written
     shards = sorted((folder / cache.SHARDS_DIR).glob("*.parquet"))
@@ -78,20 +86,29 @@ def test_cache_holds_the_encoders_bits_and_resumes(tmp_path, flux_folder, ray_lo
     shards[0].unlink()
     (folder / cache.MANIFEST).unlink()
     lines, log = logged()
-    again = build_embedding_cache(config, log=log)
+    again = build_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)
     assert "2 already written; encoding 1" in lines[0]
     assert {p.name: p.stat().st_mtime_ns for p in shards[1:]} == kept
     assert again["prompts_sha"] == manifest["prompts_sha"] and again["truncated"] == manifest["truncated"]
 
     lines, log = logged()
-    assert ensure_embedding_cache(config, log=log)["created"] == again["created"]
+    assert (
+        ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)["created"] == again["created"]
+    )
     assert "cache hit" in lines[0]
+
+    # a run that evaluates in training needs its evaluation set: only that is encoded
+    (folder / manifest["eval_set"]["file"]).unlink()
+    lines, log = logged()
+    ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)
+    assert "not its evaluation prompts" in lines[0] and "encoding 0 and 1 evaluation set(s)" in lines[1]
+    assert (folder / manifest["eval_set"]["file"]).is_file()
 
 
 @pytest.mark.ray
 def test_cache_of_another_model_is_refused_naming_both(tmp_path, flux_folder, ray_local):
     config = embed_config(tmp_path, flux_folder, "data.embedding_shard_size=64")
-    build_embedding_cache(config, log=print)
+    build_embedding_cache(config, log=print, eval_prompts=eval_prompt_list)
     other = embed_config(tmp_path, flux_folder, "model.name=sd3-tiny", "model.resolution=64")
     with pytest.raises(ConfigError, match=r"built for flux-tiny at .*but this run's model is sd3-tiny"):
         ensure_embedding_cache(other, log=print)
@@ -105,14 +122,14 @@ def test_cache_of_another_model_is_refused_naming_both(tmp_path, flux_folder, ra
     # changed prompts: the stale cache is re-encoded, the model check still passes
     (tmp_path / "prompts.txt").write_text("a new prompt\n")
     lines, log = logged()
-    assert ensure_embedding_cache(config, log=log)["count"] == 1
+    assert ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)["count"] == 1
     assert "other prompts" in lines[0]
 
 
 @pytest.mark.ray
 def test_cached_rows_follow_the_prompt_stream(tmp_path, flux_folder, ray_local):
     config = embed_config(tmp_path, flux_folder, "data.eval_prompt_fraction=0")
-    build_embedding_cache(config, log=print)
+    build_embedding_cache(config, log=print, eval_prompts=eval_prompt_list)
     folder = tmp_path / "cache"
     cycle, reference = EmbeddingCycle(folder, seed=5), PromptCycle(PROMPTS, seed=5)
     assert cycle.take(7).texts == reference.take(7)

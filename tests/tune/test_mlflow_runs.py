@@ -1,4 +1,5 @@
-"""A sweep's MLflow runs are found again, not duplicated, and stopped trials are closed."""
+"""A sweep's MLflow runs are found again, not duplicated, and the runs its trials left open are
+closed as the trials ended."""
 
 from __future__ import annotations
 
@@ -14,12 +15,19 @@ def test_parent_and_trial_runs_are_reused_and_closed(tmp_path):
     first = mlflow_runs.trial_run(uri, parent, "abc_00000", "trial_0", {"lr": 1e-4})
     assert mlflow_runs.trial_run(uri, parent, "abc_00000", "trial_0", {"lr": 1e-4}) == first
     second = mlflow_runs.trial_run(uri, parent, "abc_00001", "trial_1", {"lr": 1e-3})
-    assert second != first
+    third = mlflow_runs.trial_run(uri, parent, "abc_00002", "trial_2", {"lr": 1e-1})
+    assert len({first, second, third}) == 3
     client = mlflow.MlflowClient(uri)
-    client.log_metric(first, "kimg", 0.064)
     client.set_terminated(second, "FINISHED")
-    mlflow_runs.close_stopped_trials(uri, parent, total_kimg=0.128)
+    trials = [
+        {"run_id": first, "status": "stopped early", "metrics": {"kimg": 0.064}},
+        {"run_id": second, "status": "completed", "metrics": {"kimg": 0.128}},
+        {"run_id": third, "status": "diverged", "reason": "loss/fake is nan", "metrics": {"kimg": 0.032}},
+    ]
+    mlflow_runs.close_trials(uri, trials, total_kimg=0.128)
     runs = {r.info.run_id: r for r in mlflow_runs.trial_runs(uri, parent)}
-    assert set(runs) == {first, second}
+    assert set(runs) == {first, second, third}
     assert runs[first].info.status == "KILLED" and "0.064 of 0.128" in runs[first].data.tags["stopped_early"]
     assert runs[second].info.status == "FINISHED" and "stopped_early" not in runs[second].data.tags
+    assert runs[third].info.status == "FAILED" and runs[third].data.tags["diverged"] == "true"
+    assert runs[third].data.tags["diverged_reason"] == "loss/fake is nan"

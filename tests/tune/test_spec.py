@@ -67,3 +67,15 @@ def test_guidance_searched_apart_passes_through(tmp_path):
 def test_bad_sweeps_are_refused_naming_the_key(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         param_space(load_sweep(write(tmp_path, **extra)))
+
+
+def test_asha_rungs_lie_below_the_runs_end(tmp_path):
+    """A trial that trained to the end is never stopped there (its export and MLflow run would
+    be cut short): the rungs are the grace period's multiples below total_kimg."""
+    from sid_ray.tune.sweep import _scheduler
+
+    spec = load_sweep(write(tmp_path, space={}, scheduler={"grace_kimg": 0.032, "reduction_factor": 2}))
+    scheduler = _scheduler(spec, total_kimg=0.128)
+    milestones = sorted(m for m, _ in scheduler._brackets[0]._rungs)  # Ray 2.60's ASHA bookkeeping
+    assert milestones == pytest.approx([0.032, 0.064])
+    assert not scheduler._stop_last_trials

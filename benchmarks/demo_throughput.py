@@ -89,7 +89,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="demo-throughput-") as tmp:
         for name, run in (("one process", single_process), ("Ray, 2 ZeRO workers", ray_workers)):
-            config = configured(args, Path(tmp) / name.split()[0])
+            config = configured(args, Path(tmp) / name.split()[0].strip(",").lower())
             rate, wall = run(config)
             rows.append((name, rate, wall))
             print(f"{name}: {rate:.1f} img/s training, {wall:.0f} s for {args.kimg:g} kimg", flush=True)

@@ -59,23 +59,30 @@ def _generator(result) -> torch.Tensor:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_checkpoints_on_s3_resume_after_the_head_restarts(tmp_path):
-    uri = f"s3://{BUCKET}/runs"
-    with s3_server(BUCKET):
+    resume_after_head_restart(tmp_path, "s3", s3_server, s3_keys)
+
+
+def resume_after_head_restart(tmp_path: Path, scheme: str, server, keys_of) -> None:
+    """Half the run with its checkpoints in a bucket of `server` (a context manager taking the
+    bucket name; `keys_of(bucket, prefix)` lists its keys), a new Ray head, the rest resumed from
+    the bucket; the losses and G must be the uninterrupted local run's (test_storage_gcs.py too)."""
+    uri, name = f"{scheme}://{BUCKET}/runs", f"on-{scheme}"
+    with server(BUCKET):
         with local_ray():
             reference = launch(digits_config(tmp_path / "local", "uninterrupted", TOTAL_ITERATIONS), False)
-            half = launch(digits_config(tmp_path / "s3", "on-s3", TOTAL_ITERATIONS // 2, uri), False)
+            half = launch(digits_config(tmp_path / scheme, name, TOTAL_ITERATIONS // 2, uri), False)
         assert half.metrics["iteration"] == TOTAL_ITERATIONS // 2
-        assert half.checkpoint_path == f"s3://{BUCKET}/runs/on-s3/checkpoint_{CHECKPOINT_EVERY:08d}"
-        keys = s3_keys(BUCKET, "runs/on-s3/")
-        assert f"runs/on-s3/checkpoint_{CHECKPOINT_EVERY:08d}/train_state.json" in keys
+        assert half.checkpoint_path == f"{uri}/{name}/checkpoint_{CHECKPOINT_EVERY:08d}"
+        keys = keys_of(BUCKET, f"runs/{name}/")
+        assert f"runs/{name}/checkpoint_{CHECKPOINT_EVERY:08d}/train_state.json" in keys
         assert any(
-            k.startswith(f"runs/on-s3/checkpoint_{CHECKPOINT_EVERY:08d}/generator/state/") for k in keys
+            k.startswith(f"runs/{name}/checkpoint_{CHECKPOINT_EVERY:08d}/generator/state/") for k in keys
         )
-        assert not list((tmp_path / "s3" / "on-s3").glob("checkpoint_*"))  # nothing stored locally
+        assert not list((tmp_path / scheme / name).glob("checkpoint_*"))  # nothing stored locally
 
         with local_ray():  # a new head: the run's only state is in the bucket
-            full = launch(digits_config(tmp_path / "s3", "on-s3", TOTAL_ITERATIONS, uri), False)
-        assert f"runs/on-s3/checkpoint_{TOTAL_ITERATIONS:08d}/train_state.json" in s3_keys(BUCKET, "runs/")
+            full = launch(digits_config(tmp_path / scheme, name, TOTAL_ITERATIONS, uri), False)
+        assert f"runs/{name}/checkpoint_{TOTAL_ITERATIONS:08d}/train_state.json" in keys_of(BUCKET, "runs/")
 
     assert full.rows[0]["resumed_from_kimg"] == pytest.approx(TOTAL_ITERATIONS // 2 * BATCH / 1000)
     assert [r["iteration"] for r in full.rows] == list(range(TOTAL_ITERATIONS // 2 + 1, TOTAL_ITERATIONS + 1))
@@ -86,7 +93,8 @@ def test_checkpoints_on_s3_resume_after_the_head_restarts(tmp_path):
                 row["iteration"],
                 key,
             )
+    assert (full.export_dir / "generator.safetensors").is_file()  # downloaded from the bucket
     ref, got = _generator(reference), _generator(full)
     relative = float((got - ref).norm() / ref.norm())
-    print(f"resumed from s3 at iteration {TOTAL_ITERATIONS // 2}: |G - G_ref|/|G_ref| = {relative:.2e}")
+    print(f"resumed from {scheme} at iteration {TOTAL_ITERATIONS // 2}: |G - G_ref|/|G_ref| = {relative:.2e}")
     assert relative <= GENERATOR_RTOL

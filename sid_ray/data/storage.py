@@ -32,6 +32,10 @@ def is_uri(location: str) -> bool:
     return "://" in str(location) and not str(location).startswith("file://")
 
 
+def is_gcs_uri(location: str) -> bool:
+    return is_uri(location) and str(location).split("://", 1)[0] in GCS_SCHEMES
+
+
 def gcs_emulator() -> pafs.GcsFileSystem | None:
     """The GcsFileSystem of the emulator STORAGE_EMULATOR_HOST names (anonymous), or None."""
     host = os.environ.get(GCS_EMULATOR_ENV, "").strip().rstrip("/")
@@ -44,9 +48,8 @@ def gcs_emulator() -> pafs.GcsFileSystem | None:
 def filesystem_from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     """`pyarrow.fs.FileSystem.from_uri`, except that gs:// goes to the GCS emulator when
     STORAGE_EMULATOR_HOST is set (pyarrow would ask Google's servers for credentials)."""
-    scheme, _, rest = str(uri).partition("://")
-    if scheme in GCS_SCHEMES and (emulator := gcs_emulator()) is not None:
-        return emulator, rest.rstrip("/")
+    if is_gcs_uri(uri) and (emulator := gcs_emulator()) is not None:
+        return emulator, str(uri).partition("://")[2].rstrip("/")
     return pafs.FileSystem.from_uri(uri)
 
 
@@ -54,7 +57,7 @@ def ray_read_args(paths: list[str]) -> dict:
     """The `paths` (and `filesystem`) arguments of a Ray Data read of `paths`: gs:// files on the
     GCS emulator go as bucket paths with its file system (Ray resolves URIs through pyarrow, which
     does not read STORAGE_EMULATOR_HOST); anything else as given."""
-    on_gcs = [is_uri(p) and str(p).split("://", 1)[0] in GCS_SCHEMES for p in paths]
+    on_gcs = [is_gcs_uri(p) for p in paths]
     emulator = gcs_emulator() if any(on_gcs) else None
     if emulator is None:
         return {"paths": paths}

@@ -20,7 +20,13 @@ import time
 import torch
 
 from sid_ray.config.schema import ConfigError, RunConfig
-from sid_ray.eval.generator_eval import Gather, GeneratorEval, eval_prompt_set, evaluate_generator
+from sid_ray.eval.generator_eval import (
+    Gather,
+    GeneratorEval,
+    eval_prompt_list,
+    eval_prompt_set,
+    evaluate_generator,
+)
 from sid_ray.eval.scorers import FID_KEY, scorer_for
 from sid_ray.train.cached_prompts import CachedPromptEncoder, uses_embedding_cache
 
@@ -41,7 +47,7 @@ class InTrainingEval:
     def create(cls, config: RunConfig, adapter, held_out, dtype) -> InTrainingEval | None:
         """None when `eval.every_kimg` is 0. Workers training from `data.embedding_cache` hold no
         text encoder: their evaluation prompts' embeddings come from the cache, which the embedding
-        stage encoded them into (`embedding_build.eval_prompts`). Any other run without text
+        stage encoded them into (`eval_prompt_list`, passed to `embedding_build`). Any other run without text
         encoders is refused."""
         if config.eval.every_kimg <= 0:
             return None
@@ -52,7 +58,7 @@ class InTrainingEval:
                     "model.load_text_encoders=false builds no text encoder; set eval.every_kimg=0 "
                     "and run jobs/evaluate.py on the checkpoints"
                 )
-            prompts = list(dict.fromkeys(eval_prompt_set(config, held_out).prompts))
+            prompts = eval_prompt_list(config, held_out)
             adapter = CachedPromptEncoder(adapter, config.data.embedding_cache, prompts)
         return cls(config, adapter, held_out, dtype)
 

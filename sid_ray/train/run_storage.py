@@ -22,7 +22,7 @@ import ray.train
 
 from sid_ray.config.paths import EXPORT_DIR, STATE_FILE
 from sid_ray.config.schema import RunConfig
-from sid_ray.data.storage import GCS_SCHEMES, filesystem_from_uri, gcs_emulator, is_uri, uri_scheme
+from sid_ray.data.storage import filesystem_from_uri, gcs_emulator, is_gcs_uri, uri_scheme
 
 
 def storage_path(config: RunConfig) -> str:
@@ -38,7 +38,7 @@ def ray_storage(config: RunConfig) -> dict:
     where pyarrow's own resolution would not reach it (gs:// on the GCS emulator), with the path
     on it."""
     path = storage_path(config)
-    if is_uri(path) and path.split("://", 1)[0] in GCS_SCHEMES and gcs_emulator() is not None:
+    if is_gcs_uri(path) and gcs_emulator() is not None:
         fs, fs_path = filesystem_from_uri(path)
         return {"storage_path": fs_path, "storage_filesystem": fs}
     return {"storage_path": path}

@@ -25,6 +25,14 @@ from sid_ray.config.schema import ConfigError, RunConfig
 MAX_PARAM_CHARS = 6000
 RUN_DIR_TAG = "sid_ray.run_dir"
 CUT_NOTE = " ... [cut: the whole value is in the config.yaml artifact]"
+GRID_DIR = "eval/grids"  # each evaluation's sample grid, `grid_name(kimg)`
+
+
+def grid_name(kimg: float) -> str:
+    """The artifact name of the sample grid of the evaluation at `kimg` (a sweep waits for it)."""
+    return f"grid_kimg{kimg:09.3f}.png"
+
+
 LOADER_NOTE = """The distilled generator of MLflow run {run_id}.
 
 pipeline/ (when present) is a stock diffusers pipeline folder that samples in {steps} steps:
@@ -156,10 +164,8 @@ class MlflowTracker:
         kimg_of_step = self.config.train.batch_size / 1000
         with tempfile.TemporaryDirectory() as tmp:
             title = f"{self.config.name} at {kimg:.3f} kimg"
-            grid_png = save_sample_grid(
-                {"generator": grid}, Path(tmp) / f"grid_kimg{kimg:09.3f}.png", title=title
-            )
-            self.mlflow.log_artifact(str(grid_png), artifact_path="eval/grids")
+            grid_png = save_sample_grid({"generator": grid}, Path(tmp) / grid_name(kimg), title=title)
+            self.mlflow.log_artifact(str(grid_png), artifact_path=GRID_DIR)
             curve = save_quality_curve(
                 [s * kimg_of_step for s in steps],
                 [history["eval_fid"][s] for s in steps],

@@ -133,6 +133,14 @@ def run_sweep(spec: SweepSpec, spec_text: str, verbose: bool = True) -> SweepRes
     return SweepResult(trials, best, plot, parent_id, uri, format_trials(trials, spec.metric, best))
 
 
+def ended_status(metrics: dict, total_kimg: float) -> str:
+    """How a trial that ended without an error ended, from its last row: diverged, completed,
+    or stopped early (before the last kimg: ASHA stopped it)."""
+    if metrics.get("diverged"):
+        return "diverged"
+    return "completed" if metrics.get("kimg", 0) >= total_kimg - 1e-9 else "stopped early"
+
+
 def expected_trials(spec: SweepSpec) -> int:
     """The trials the spec makes: num_samples x the product of its grids' sizes."""
     count = spec.num_samples
@@ -156,13 +164,9 @@ def _trial(
         status = "unfinished"
     elif result.error is not None or state == "ERROR":
         status = "error"
-    elif metrics.get("diverged"):
-        status = "diverged"
-        reason = divergence(metrics, base) or "diverged"
-    elif metrics.get("kimg", 0) >= base.train.total_kimg - 1e-9:
-        status = "completed"
-    else:  # ended before the last kimg without an error: ASHA stopped it
-        status = "stopped early"
+    else:
+        status = ended_status(metrics, base.train.total_kimg)
+        reason = (divergence(metrics, base) or "diverged") if status == "diverged" else ""
     keep = ("kimg", spec.metric, "eval_share_of_wall") + tuple(k for k in metrics if k.startswith("eval_"))
     return {
         "trial_id": trial_id,
@@ -246,14 +250,9 @@ class TrialLines(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        kimg = last.get("kimg", 0.0)
-        if last.get("diverged"):
-            outcome = "diverged"
-        elif kimg >= self.total - 1e-9:
-            outcome = "completed"
-        else:
-            outcome = "stopped early by ASHA"
-        self._say(f"trial {trial.trial_id} {outcome} at kimg {kimg:.3f}")
+        outcome = ended_status(last, self.total)
+        by = " by ASHA" if outcome == "stopped early" else ""
+        self._say(f"trial {trial.trial_id} {outcome}{by} at kimg {last.get('kimg', 0.0):.3f}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._say(f"trial {trial.trial_id} failed: see {trial.local_path or trial.path}/error.txt")

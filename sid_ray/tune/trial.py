@@ -17,6 +17,7 @@ from pathlib import Path
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from sid_ray.config.io import dump_config
+from sid_ray.train.tracking import GRID_DIR, grid_name
 from sid_ray.tune.mlflow_runs import trial_run
 from sid_ray.tune.spec import SweepSpec, trial_overrides
 
@@ -47,11 +48,11 @@ class ReportAfterGrid(TuneReportCallback):
         import mlflow
 
         client = mlflow.MlflowClient(self.uri)
-        name = f"grid_kimg{kimg:09.3f}.png"  # MlflowTracker.log_evaluation's name
+        name = grid_name(kimg)
         deadline = time.monotonic() + GRID_WAIT_S
         while time.monotonic() < deadline:
             try:
-                if any(a.path.endswith(name) for a in client.list_artifacts(self.run_id, "eval/grids")):
+                if any(a.path.endswith(name) for a in client.list_artifacts(self.run_id, GRID_DIR)):
                     return
             except Exception:  # the store briefly unreachable: ask again
                 pass

@@ -74,6 +74,10 @@ def test_overrides_are_parsed_to_the_field_type():
         ),
         ("tracking.mlflow_uri=./mlruns", "tracking.mlflow_uri: MLflow's file store is not supported"),
         ("optim.generator_lr=0", "optim.generator_lr: must be positive"),
+        (
+            "model.checkpoint_trained_share=1.5",
+            r"model.checkpoint_trained_share: must be in \[0, 1\], got 1.5",
+        ),
         ("sid", "expected dotted.path=value"),
         ("model=x", "is a section"),
     ],

@@ -10,7 +10,6 @@ engines, the rank's data, the reduction of metrics over ranks, reports and check
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from sid_ray.sid.step import SiDNetworks
 from sid_ray.train import checkpoint
 from sid_ray.train.attention import select_attention_backend
 from sid_ray.train.cached_prompts import check_worker_adapter, worker_config
+from sid_ray.train.checkpoint_report import write_and_report
 from sid_ray.train.ds_config import check_batch
 from sid_ray.train.ema import ParameterEMA
 from sid_ray.train.in_training_eval import InTrainingEval, diverged_message, divergence
@@ -102,6 +102,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             reporter.count_iteration()
             continue
         row = reporter.row(metrics, state, _evaluate(evaluator, trainee, rank) if eval_now else {})
+        if eval_now:  # its grid, also when this evaluation is the one that finds the run diverged
+            reporter.evaluation(evaluator, state.kimg)
         reason = divergence(row, config)  # rows are global means: every rank decides the same
         if reason is not None:
             reporter.diverged(diverged_message(reason, row), row)
@@ -110,8 +112,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
             _save_and_report(config, trainee, state, reporter, row, last)
         else:
             ray.train.report(row)
-        if eval_now:
-            reporter.evaluation(evaluator, state.kimg)
         reporter.restart_window()
     reporter.finish(evaluator)
 
@@ -253,8 +253,8 @@ def _save_and_report(
     export to MLflow."""
     nets, rank = trainee.nets, reporter.rank
     pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
-    with tempfile.TemporaryDirectory(prefix="sid-ckpt-") as tmp:
-        folder = Path(tmp)
+
+    def write(folder: Path) -> None:
         checkpoint.save(folder, nets.fake, nets.generator, state, rank, trainee.ema)
         export = checkpoint.export_generator(
             folder,
@@ -268,8 +268,5 @@ def _save_and_report(
         )
         if last and reporter.tracker is not None and export is not None:
             reporter.tracker.log_model(export / checkpoint.GENERATOR_WEIGHTS, pipeline)
-        ray.train.report(
-            row,
-            checkpoint=ray.train.Checkpoint.from_directory(tmp),
-            checkpoint_dir_name=f"checkpoint_{state.iteration:08d}",
-        )
+
+    write_and_report(f"checkpoint_{state.iteration:08d}", rank, row, write)

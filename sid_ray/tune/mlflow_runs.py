@@ -66,10 +66,12 @@ def trial_runs(uri: str, parent_id: str) -> list:
 
 
 def close_trials(uri: str, trials: list[dict], total_kimg: float) -> None:
-    """Close the trial runs left RUNNING, as their trials ended: Tune ends a trial that ASHA
-    stops (and may end one just after it reported its divergence) before its workers close the
-    run. Stopped early: KILLED, tagged `stopped_early`; diverged: FAILED, tagged `diverged` like
-    a single diverged run; errored: FAILED; completed: FINISHED."""
+    """Give each trial run the status of how its trial ended, by the sweep's own record: Tune
+    ends a trial that ASHA stops (and may end one just after it reported its divergence) before
+    its workers close the run, or while MLflow's exit hook closes it as FINISHED. Stopped early:
+    KILLED, tagged `stopped_early` (FINISHED when its workers logged the last kimg before the stop
+    reached them); diverged: FAILED, tagged `diverged` like a single diverged
+    run; errored: FAILED; completed: FINISHED."""
     client = _client(uri)
     for trial in trials:
         if not trial.get("run_id"):
@@ -79,12 +81,14 @@ def close_trials(uri: str, trials: list[dict], total_kimg: float) -> None:
         if status == "diverged" and run.data.tags.get("diverged") != "true":
             client.set_tag(run.info.run_id, "diverged", "true")
             client.set_tag(run.info.run_id, "diverged_reason", trial.get("reason") or "diverged")
-        if run.info.status != "RUNNING":
-            continue
-        if status == "stopped early":
-            client.set_tag(run.info.run_id, "stopped_early", f"by ASHA at {kimg:g} of {total_kimg:g} kimg")
         final = {"stopped early": "KILLED", "completed": "FINISHED"}.get(status, "FAILED")
-        client.set_terminated(run.info.run_id, final)
+        if status == "stopped early" and "stopped_early" not in run.data.tags:
+            note = f"by ASHA at {kimg:g} of {total_kimg:g} kimg"
+            if run.data.metrics.get("kimg", 0.0) >= total_kimg:  # the stop reached it too late
+                note, final = note + ", after its workers had finished the run", "FINISHED"
+            client.set_tag(run.info.run_id, "stopped_early", note)
+        if run.info.status != final:
+            client.set_terminated(run.info.run_id, final)
 
 
 def tag_best(uri: str, parent_id: str, best: dict, plot: Path | None) -> None:

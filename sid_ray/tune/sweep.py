@@ -108,10 +108,9 @@ def run_sweep(spec: SweepSpec, spec_text: str, verbose: bool = True) -> SweepRes
     ended = EndedTrials(sweep_dir / ENDED_FILE)
     callbacks = [ended] if verbose else [ended, TrialLines(spec.metric, total)]
     grid = _tuner(spec, trainable, sweep_dir, total, at_once, callbacks, verbose).fit()
-    # Tune's state of each trial (ResultGrid keeps it in its analysis); a trial that was running
-    # when the driver was interrupted reads TERMINATED there too, so what ended is our own record
-    states = {t.path: (t.trial_id, t.status) for t in grid._experiment_analysis.trials}
-    trials = [_trial(r, spec, base, states, ended.read()) for r in grid]
+    # how each trial ended is our own record: Tune reports a trial that was running when the
+    # driver was interrupted as TERMINATED too
+    trials = [_trial(r, spec, base, ended.read()) for r in grid]
     unfinished = [t["trial_id"] for t in trials if t["status"] == "unfinished"]
     unfinished += ["(not started)"] * max(expected_trials(spec) - len(trials), 0)
     run_ids = {
@@ -150,19 +149,19 @@ def expected_trials(spec: SweepSpec) -> int:
     return count
 
 
-def _trial(
-    result, spec: SweepSpec, base: RunConfig, states: dict[str, tuple[str, str]], ended: set[str]
-) -> dict:
+def _trial(result, spec: SweepSpec, base: RunConfig, ended: dict[str, tuple[str, str]]) -> dict:
     """One trial as the summary, the plot and MLflow see it: its config, last metrics, status
     (completed, stopped early, diverged, error, or unfinished when the driver was interrupted)."""
     from sid_ray.train.in_training_eval import divergence
 
     metrics = dict(result.metrics or {})
-    trial_id, state = states.get(result.path, (metrics.get("trial_id", Path(result.path).name), "TERMINATED"))
+    # a trial that reported has its id in its metrics; one that never did, only in its folder
+    trial_id, how = ended.get(metrics.get("trial_id"), None) or ended.get(result.path, (None, None))
+    trial_id = trial_id or metrics.get("trial_id") or Path(result.path).name
     reason = ""
-    if state not in ("TERMINATED", "ERROR") or trial_id not in ended:
+    if how is None:
         status = "unfinished"
-    elif result.error is not None or state == "ERROR":
+    elif result.error is not None or how == "error":
         status = "error"
     else:
         status = ended_status(metrics, base.train.total_kimg)
@@ -206,26 +205,33 @@ ENDED_FILE = "ended_trials.txt"
 
 
 class EndedTrials(tune.Callback):
-    """The trials that ended (completed, stopped by ASHA, diverged or failed), one id a line in
-    the sweep folder, across the driver's sessions: Tune reports a trial that was running when
-    its driver was interrupted as TERMINATED too, and restores it as unfinished."""
+    """The trials that ended (completed, stopped by ASHA, diverged or failed) in the sweep folder,
+    a line each (id, "complete" or "error", the trial's folder), across the driver's sessions:
+    Tune reports a trial that was running when its driver was interrupted as TERMINATED too, and
+    restores it as unfinished."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def read(self) -> set[str]:
-        return set(self.path.read_text().split()) if self.path.is_file() else set()
+    def read(self) -> dict[str, tuple[str, str]]:
+        """trial id -> (trial id, how it ended), and the trial's folder -> the same."""
+        ended = {}
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        for line in lines:
+            trial_id, how, path = (line.split(" ", 2) + ["", ""])[:3]
+            ended[trial_id] = ended[path] = (trial_id, how)
+        return ended
 
-    def _add(self, trial) -> None:
+    def _add(self, trial, how: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as out:
-            out.write(f"{trial.trial_id}\n")
+            out.write(f"{trial.trial_id} {how} {trial.path}\n")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._add(trial)
+        self._add(trial, "complete")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._add(trial)
+        self._add(trial, "error")
 
 
 class TrialLines(tune.Callback):

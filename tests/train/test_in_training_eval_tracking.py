@@ -7,7 +7,7 @@ import pytest
 
 from sid_ray.config import load_config
 from sid_ray.config.schema import ConfigError
-from sid_ray.train.tracking import CUT_NOTE, MAX_PARAM_CHARS, param_values, resolve_tracking_uri
+from sid_ray.train.tracking import CUT_NOTE, GRID_DIR, MAX_PARAM_CHARS, param_values, resolve_tracking_uri
 from tests.train.test_in_training_eval import digits_config
 
 
@@ -66,6 +66,10 @@ def test_diverging_ray_run_is_stopped_and_marked_in_mlflow(tmp_path, capfd):
         run = runs[0]
         assert run.info.status == "FAILED"
         assert run.data.tags["diverged"] == "true" and "diverged" in run.data.tags["diverged_reason"]
+        # every evaluation left its grid, the one at which the run stopped included
+        evaluated = client.get_metric_history(run.info.run_id, "eval_fid")
+        grids = client.list_artifacts(run.info.run_id, GRID_DIR)
+        assert evaluated and len(grids) == len(evaluated), (evaluated, [g.path for g in grids])
 
 
 def test_an_attempt_that_died_before_its_first_checkpoint_is_logged_into_again(tmp_path):

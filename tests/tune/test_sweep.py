@@ -100,14 +100,17 @@ def test_four_trial_sweep_stops_one_early_and_reports_the_best(tmp_path, server)
     for trial in trials:
         assert "eval_fid" in trial.data.metrics and "loss_generator" in trial.data.metrics
         assert trial.info.status != "RUNNING"
-        if trial is not diverged:  # the workers log no grid of the evaluation that diverged
-            grids = client.list_artifacts(trial.info.run_id, "eval/grids")
-            assert grids and all(g.path.endswith(".png") for g in grids), trial.info.run_name
+        # every evaluation's grid, the diverged trial's last one included
+        grids = client.list_artifacts(trial.info.run_id, "eval/grids")
+        assert grids and all(g.path.endswith(".png") for g in grids), trial.info.run_name
     assert diverged.info.status == "FAILED" and diverged.data.tags["diverged"] == "true"
     assert "eval.max_fid" in diverged.data.tags["diverged_reason"]
     stopped = [t for t in trials if "stopped_early" in t.data.tags]
-    assert stopped and all(t.info.status == "KILLED" for t in stopped) and diverged not in stopped
-    assert all(t.data.metrics["kimg"] < 0.128 for t in stopped)
+    assert stopped and diverged not in stopped
+    for trial in stopped:  # a 4-iteration trial's workers may finish before ASHA's stop reaches them
+        finished = trial.data.metrics["kimg"] >= 0.128
+        assert trial.info.status == ("FINISHED" if finished else "KILLED"), trial.data.tags["stopped_early"]
+        assert finished == ("after its workers had finished" in trial.data.tags["stopped_early"])
     assert by_lr[1e-7].info.status == "FINISHED" and by_lr[1e-7].data.metrics["kimg"] == pytest.approx(0.128)
     # the best: the finished trial with the lowest final FID, named on the parent run
     best_id = parent.data.tags["best_run_id"]

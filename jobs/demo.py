@@ -1,12 +1,12 @@
 """The README's first command: distill the digits teacher and print the quality table.
 
-    python jobs/demo.py                       # local Ray, 2 CPU workers, ZeRO-3, MLflow sqlite
-    python jobs/demo.py --set train.total_kimg=20
+    python jobs/demo.py                       # local Ray, 2 CPU workers, DeepSpeed, MLflow sqlite
+    python jobs/demo.py --set train.total_kimg=38.4
     python jobs/demo.py --config configs/demo_digits_data_aided.yaml   # SiDA: real digits too
 
 Runs the product path end to end: Ray Data prompts -> Ray Train + DeepSpeed -> checkpoints
-(with the consolidated generator) -> evaluation of the teacher (32 and 4 Euler steps) and the
-student (1 and 4 steps) -> table, sample grid and FID/alignment-vs-kimg curve -> MLflow.
+(with the consolidated generator) -> evaluation of the teacher (32 and 4 Euler steps, 32 ancestral)
+and the student (1 and 4 steps) -> table, sample grid and FID/alignment-vs-kimg curve -> MLflow.
 Starting it again with the same run name resumes (and then re-evaluates) that run.
 """
 

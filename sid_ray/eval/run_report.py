@@ -20,6 +20,7 @@ from sid_ray.eval.curves import save_quality_curve
 from sid_ray.eval.evaluate import (
     EvalRow,
     QualityMetrics,
+    ancestral_sampler,
     euler_sampler,
     evaluate_sampler,
     format_table,
@@ -76,6 +77,8 @@ def evaluate_run(
     samplers = [
         ("teacher Euler", 32, euler_sampler(adapter.teacher, 32, guidance)),
         ("teacher Euler", 4, euler_sampler(adapter.teacher, 4, guidance)),
+        # the reverse SDE reaches the distribution the teacher's scores define, the one SiD matches
+        ("teacher ancestral", 32, ancestral_sampler(adapter.teacher, 32, guidance, seed=config.eval.seed)),
     ]
     final = load_generator(adapter, checkpoints[-1][1])
     samplers += [

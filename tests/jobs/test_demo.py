@@ -36,6 +36,7 @@ def test_demo_trains_evaluates_and_logs_to_mlflow(tmp_path):
     for row in (
         "teacher Euler               32",
         "teacher Euler                4",
+        "teacher ancestral           32",
         "SiD student (K=4)            1",
         "SiD student (K=4)            4",
     ):

@@ -96,14 +96,7 @@ def evaluate_run(
         out_dir / "samples_grid.png",
         title=f"{config.name}: same prompts and noise per column",
     )
-    points = []
-    for kimg, weights, _ in checkpoints:
-        generator = final if weights == checkpoints[-1][1] else load_generator(adapter, weights)
-        row, _ = evaluate_sampler(
-            "student", adapter, generator_sampler(generator, K, K, seed=config.eval.seed), K, prompts, metrics
-        )
-        points.append({"kimg": kimg, "fid": row.fid, "alignment": row.alignment})
-        log(f"  checkpoint {kimg:8.3f} kimg: FID {row.fid:.3f}, {metrics.alignment_name} {row.alignment:.2f}")
+    points = _curve_points(config, adapter, checkpoints, final, prompts, metrics, log)
     curve = save_quality_curve(
         [p["kimg"] for p in points],
         [p["fid"] for p in points],
@@ -119,6 +112,20 @@ def evaluate_run(
         json.dumps({"rows": [r.as_dict() for r in rows], "curve": points}, indent=1)
     )
     return RunReport(rows, table, grid, curve, points)
+
+
+def _curve_points(config: RunConfig, adapter, checkpoints, final, prompts, metrics, log) -> list[dict]:
+    """The K-step student of every checkpoint: kimg, FID and alignment (`final` is the last one's)."""
+    K = config.sid.num_steps
+    points = []
+    for kimg, weights, _ in checkpoints:
+        generator = final if weights == checkpoints[-1][1] else load_generator(adapter, weights)
+        row, _ = evaluate_sampler(
+            "student", adapter, generator_sampler(generator, K, K, seed=config.eval.seed), K, prompts, metrics
+        )
+        points.append({"kimg": kimg, "fid": row.fid, "alignment": row.alignment})
+        log(f"  checkpoint {kimg:8.3f} kimg: FID {row.fid:.3f}, {metrics.alignment_name} {row.alignment:.2f}")
+    return points
 
 
 def log_report_to_mlflow(config: RunConfig, report: RunReport, run_id: str, export_dir: Path | None) -> str:

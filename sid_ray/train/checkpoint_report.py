@@ -3,7 +3,8 @@
 Ray's own pattern writes a checkpoint into a temporary folder and copies it into the run's
 storage. On a local or mounted storage path that writes every byte twice and needs twice the
 checkpoint's size free on the disk at once: full mode on a 2 B-parameter teacher (F and G with
-fp32 Adam, ~75 GB a checkpoint) filled a 64 GiB disk that holds one (SD3-Medium on an H200,
+bf16 weights, fp32 master copies and Adam moments, ~57 GB a checkpoint by parameter count)
+filled the 64 GiB disk of an H200 machine in Ray's copy (SD3-Medium,
 benchmarks/results/flux-dev_h200_2026-12-02.md). So there the ranks write straight into the
 run's folder, under a hidden `.NAME.partial` name that rank 0 renames once every rank has
 written (a run killed mid-write leaves no folder that looks like a checkpoint), and report it
@@ -49,11 +50,6 @@ def _write_or_explain(write: Callable[[Path], None], folder: Path, name: str) ->
         ) from error
 
 
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def write_and_report(name: str, rank: int, row: dict, write: Callable[[Path], None]) -> None:
     """`write(folder)` on every rank into checkpoint `name`, then `ray.train.report(row)` with it
     (collective: every rank calls it)."""
@@ -68,14 +64,14 @@ def write_and_report(name: str, rank: int, row: dict, write: Callable[[Path], No
     partial = final.with_name(f".{name}.partial")
     if rank == 0:  # what an attempt killed while writing this checkpoint left
         shutil.rmtree(partial, ignore_errors=True)
-    _barrier()
+    dist.barrier()
     _write_or_explain(write, partial, name)
-    _barrier()
+    dist.barrier()
     if rank == 0:
         # a folder of this name was never reported (else the run would have resumed past it):
         # it is an attempt's that died between this rename and its report
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-    _barrier()
+    dist.barrier()
     checkpoint = ray.train.Checkpoint.from_directory(str(final))
     ray.train.report(row, checkpoint=checkpoint, checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD)

@@ -70,8 +70,8 @@ def close_trials(uri: str, trials: list[dict], total_kimg: float) -> None:
     ends a trial that ASHA stops (and may end one just after it reported its divergence) before
     its workers close the run, or while MLflow's exit hook closes it as FINISHED. Stopped early:
     KILLED, tagged `stopped_early` (FINISHED when its workers logged the last kimg before the stop
-    reached them); diverged: FAILED, tagged `diverged` like a single diverged
-    run; errored: FAILED; completed: FINISHED."""
+    reached them); diverged: FAILED, tagged `diverged` like a single diverged run; errored:
+    FAILED; completed: FINISHED."""
     client = _client(uri)
     for trial in trials:
         if not trial.get("run_id"):

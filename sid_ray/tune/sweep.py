@@ -110,7 +110,8 @@ def run_sweep(spec: SweepSpec, spec_text: str, verbose: bool = True) -> SweepRes
     grid = _tuner(spec, trainable, sweep_dir, total, at_once, callbacks, verbose).fit()
     # how each trial ended is our own record: Tune reports a trial that was running when the
     # driver was interrupted as TERMINATED too
-    trials = [_trial(r, spec, base, ended.read()) for r in grid]
+    ended_how = ended.read()
+    trials = [_trial(r, spec, base, ended_how) for r in grid]
     unfinished = [t["trial_id"] for t in trials if t["status"] == "unfinished"]
     unfinished += ["(not started)"] * max(expected_trials(spec) - len(trials), 0)
     run_ids = {

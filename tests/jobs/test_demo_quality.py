@@ -1,4 +1,4 @@
-"""The README's demo at its default length: the quality table's numbers (slow: ~12 minutes).
+"""The README's demo at its default length: the quality table's numbers (slow: ~15 minutes).
 
 One run of `jobs/demo.py` (Ray Data, 2 DeepSpeed workers, 2,000 evaluation samples) feeds every
 test here. The bar is issue 16's: SiD matches the teacher's scores, whose own distribution is the

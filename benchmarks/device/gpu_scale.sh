@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ON the GPU machine (repo root, .whl carried: ../shared/tools/device-wheels, plus peft's wheel):
-#   bash benchmarks/device/gpu_scale.sh test        # the full-size GPU test (pytest -m gpu)
+#   bash benchmarks/device/gpu_scale.sh test        # the full-size GPU test (pytest -m gpu); GPU_TEST_SET="key=value ..." adds settings
 #   bash benchmarks/device/gpu_scale.sh bench ARGS  # benchmarks/sid_step.py ARGS
 # Logs go to $OUT (the device tool's folder) or ./gpu-logs.
 export PYTHONPATH=${PYTHONPATH:-}  # setup.sh appends to it

@@ -5,16 +5,29 @@ the text encoders' masked attention (CLIP's causal mask, which neither flash nor
 runs. Torch's own order (flash, memory-efficient, math, cuDNN last) never reaches cuDNN's kernel,
 the Hopper-tuned one: at FLUX.1-dev's shapes on an H200 it runs forward + backward ~1.9x faster
 than FlashAttention-2 (`benchmarks/device/attention_kernels.py`) and a compiled iteration 5%
-faster. "auto" leaves cuDNN out: on torch 2.11 its backward fails inside an eager full-size
-FLUX.1-dev ("mha_graph.execute(...).is_good()", or an illegal memory access), though not in the
-compiled one; "cudnn" puts it first, for compiled runs. The flags and the order are
-process-wide (`torch.backends.cuda.enable_*_sdp`, the priority `sdpa_kernel(set_priority=True)`
-sets), set once per worker before the first forward.
+faster. "auto" leaves cuDNN out (eager, it is no faster); "cudnn" puts it first: compiled FLUX.1-dev
+runs 24% faster per iteration at 1024 x 2. The flags and the order are process-wide
+(`torch.backends.cuda.enable_*_sdp`, the priority `sdpa_kernel(set_priority=True)` sets), set once
+per worker before the first forward.
+
+Why cuDNN's backward failed in eager: FLUX's single-stream block concatenates the attention
+output with the MLP's before `proj_out`, so the gradient that reaches attention is a column slice
+of a wider tensor, with strides unlike the output's. `keep_attention_gradients_in_output_layout`
+puts an identity after each eager attention module whose backward hands the gradient on in the
+output's own layout (a copy only where the strides differ). Measured on an H200 (torch 2.11,
+cuDNN 9.19): the eager full-size GPU test with cuDNN first crashes with an illegal memory access
+without it and passes with it. The kernel alone, given such a gradient
+(`benchmarks/device/attention_kernels.py --grad-layouts single_block`), does not fail, so the
+fault needs more of the model than the layout; the fix is what was shown to work. Compiled
+blocks never showed it (inductor lays out the backward's inputs itself) and are left as they are.
 """
 
 from __future__ import annotations
 
 import torch
+from diffusers.models.attention import AttentionModuleMixin
+from diffusers.models.attention_processor import Attention
+from torch import nn
 from torch.nn.attention import SDPBackend
 
 _FALLBACKS = ("flash", "efficient", "math")
@@ -75,3 +88,48 @@ def kernel_priority() -> list[str]:
 def _is_enabled(name: str) -> bool:
     flag = {"efficient": "mem_efficient"}.get(name, name)
     return getattr(torch.backends.cuda, f"{flag}_sdp_enabled")()
+
+
+class _GradientInOutputLayout(torch.autograd.Function):
+    """The identity; its backward returns the gradient with the forward tensor's strides."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.layout = (x.shape, x.stride())
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        shape, stride = ctx.layout
+        if grad.stride() == stride:
+            return grad
+        return torch.empty_strided(shape, stride, dtype=grad.dtype, device=grad.device).copy_(grad)
+
+
+def gradient_in_output_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x`, whose gradient will reach its producer in `x`'s own layout (no-op without grad)."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return x
+    return _GradientInOutputLayout.apply(x)
+
+
+def _output_in_own_layout(module: nn.Module, args, output):
+    if isinstance(output, torch.Tensor):
+        return gradient_in_output_layout(output)
+    if isinstance(output, tuple):
+        return tuple(gradient_in_output_layout(o) if isinstance(o, torch.Tensor) else o for o in output)
+    return output
+
+
+def keep_attention_gradients_in_output_layout(transformers: list[nn.Module]) -> int:
+    """A forward hook on every attention module of `transformers` (each module once, for the
+    shared base's three roles); returns how many modules it hooked."""
+    modules = {
+        id(m): m
+        for t in transformers
+        for m in t.modules()
+        if isinstance(m, (Attention, AttentionModuleMixin))
+    }
+    for module in modules.values():
+        module.register_forward_hook(_output_in_own_layout)
+    return len(modules)

@@ -18,6 +18,7 @@ import torch
 from sid_ray.config.schema import RunConfig
 from sid_ray.models.base import FlowModel
 from sid_ray.sid.step import SiDNetworks
+from sid_ray.train.attention import keep_attention_gradients_in_output_layout
 from sid_ray.train.compile import compile_blocks
 from sid_ray.train.ds_config import teacher_config, trained_network_config
 from sid_ray.train.engines import EngineVelocity, build_teacher, build_trained_network
@@ -69,15 +70,30 @@ def transform_networks(
     if config.model.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True, [fake, generator])
         notes.append(f"activation checkpointing: {config.model.checkpoint_policy}")
-    if config.train.compile == "blocks":
-        roles = {"teacher": adapter.teacher, "fake": fake, "generator": generator}
-        transformers = [
-            getattr(net, "transformer", None) for role, net in roles.items() if role not in sharded
-        ]
+    roles = {"teacher": adapter.teacher, "fake": fake, "generator": generator}
+    compiled = () if config.train.compile != "blocks" else tuple(r for r in roles if r not in sharded)
+    if compiled:
+        transformers = [getattr(roles[role], "transformer", None) for role in compiled]
         count = compile_blocks([t for t in transformers if t is not None], config.train.compile_backend)
         skipped = f", not in ZeRO-3 {'/'.join(sharded)}" if sharded else ""
         notes.append(f"compiled {count} transformer blocks ({config.train.compile_backend}{skipped})")
+    if config.train.attention_backend == "cudnn":
+        notes += _cudnn_safe_eager_attention(roles, compiled)
     return notes
+
+
+def _cudnn_safe_eager_attention(roles: dict, compiled: tuple[str, ...]) -> list[str]:
+    """cuDNN's attention backward in the eager transformers (the compiled ones need nothing):
+    their attention modules hand the gradient on in their output's layout (attention.py says why)."""
+    transformers = {
+        id(t): t for t in (getattr(net, "transformer", None) for net in roles.values()) if t is not None
+    }
+    for role in compiled:
+        transformers.pop(id(getattr(roles[role], "transformer", None)), None)
+    if not transformers:
+        return []
+    count = keep_attention_gradients_in_output_layout(list(transformers.values()))
+    return [f"cuDNN attention: {count} eager attention modules pass gradients on in their output's layout"]
 
 
 def parallelize(

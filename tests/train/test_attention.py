@@ -59,3 +59,60 @@ def test_cpu_is_left_to_torch_and_bad_names_are_refused(restore_flags):
     assert {name: flag() for name, flag in FLAGS.items()} == before
     with pytest.raises(ValueError, match="train.attention_backend"):
         select_attention_backend("fastest", torch.device("cpu"))
+
+
+def _grad_reaching(through) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention's output (batch, heads, tokens, dim) and the gradient that reaches it on FLUX's
+    single-stream path: diffusers' processor returns it as (batch, tokens, width), `through` the
+    layout fix or not, and the block concatenates that with the MLP's output."""
+    torch.manual_seed(0)
+    # cuDNN's output follows the query's layout: (batch, tokens, heads, dim) in memory
+    out = torch.randn(2, 6, 3, 4, requires_grad=True).sin().transpose(1, 2)
+    seen = []
+    out.register_hook(lambda g: seen.append(g))
+    y = through(out.permute(0, 2, 1, 3).flatten(2, 3))
+    block = torch.cat([y, torch.zeros(*y.shape[:2], 4 * y.shape[2])], dim=2)
+    block.backward(torch.randn(block.shape))
+    return out, seen[0]
+
+
+def test_the_gradient_reaches_attention_in_its_output_layout():
+    from sid_ray.train.attention import gradient_in_output_layout
+
+    out, plain = _grad_reaching(lambda y: y)
+    _, fixed = _grad_reaching(gradient_in_output_layout)
+    assert plain.stride() != out.stride()  # a column slice of the concat's gradient
+    assert fixed.stride() == out.stride()
+    assert torch.equal(fixed, plain)  # the same values, laid out as the output
+
+
+def test_the_hooks_leave_a_transformers_outputs_and_gradients_unchanged():
+    from diffusers import FluxTransformer2DModel
+
+    from sid_ray.train.attention import keep_attention_gradients_in_output_layout
+
+    torch.manual_seed(0)
+    config = dict(num_layers=1, num_single_layers=2, attention_head_dim=8, num_attention_heads=2)
+    config |= dict(joint_attention_dim=16, pooled_projection_dim=8, axes_dims_rope=(2, 2, 4), in_channels=4)
+    model = FluxTransformer2DModel(**config)
+    inputs = dict(
+        hidden_states=torch.randn(1, 4, 4),
+        encoder_hidden_states=torch.randn(1, 3, 16),
+        pooled_projections=torch.randn(1, 8),
+        timestep=torch.tensor([0.5]),
+        img_ids=torch.zeros(4, 3),
+        txt_ids=torch.zeros(3, 3),
+    )
+
+    def output_and_grads():
+        model.zero_grad()
+        out = model(**inputs).sample
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    before, grads_before = output_and_grads()
+    # three roles sharing one base: each attention module is hooked once
+    assert keep_attention_gradients_in_output_layout([model, model, model]) == 3
+    after, grads_after = output_and_grads()
+    assert torch.equal(before, after)
+    assert all(torch.equal(a, b) for a, b in zip(grads_before, grads_after, strict=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ def full_size_config(tmp_path: Path, model: str, resolution: int, use_gpu: bool,
             f"train.export_pipeline={str(export).lower()}",
             "optim.generator_lr=1e-5",
             "optim.fake_lr=1e-5",
+            # more settings for a GPU run, e.g. GPU_TEST_SET="train.attention_backend=cudnn"
+            *os.environ.get("GPU_TEST_SET", "").split(),
         ],
     )
 
@@ -99,8 +102,6 @@ def check_export(result, teacher_parameters: float | None) -> None:
 
 @pytest.mark.gpu
 def test_flux_dev_shared_base_lora_on_one_gpu(tmp_path):
-    import os
-
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster

@@ -62,7 +62,8 @@ def zero_plan(config: RunConfig) -> ZeroPlan:
 def transform_networks(
     config: RunConfig, adapter, fake: FlowModel, generator: FlowModel, sharded: tuple[str, ...] = ()
 ) -> list[str]:
-    """Activation checkpointing and compiled blocks on T, F and G, in place; returns log notes.
+    """Activation checkpointing, compiled blocks and (with cuDNN attention) the eager attention
+    modules' gradient layout on T, F and G, in place; returns log notes.
 
     `sharded`: roles that will be ZeRO-3 engines, whose blocks are not compiled (ZeRO-3 gathers
     each parameter in module hooks inside the block, which would split the graph)."""
@@ -71,29 +72,24 @@ def transform_networks(
         adapter.set_gradient_checkpointing(True, [fake, generator])
         notes.append(f"activation checkpointing: {config.model.checkpoint_policy}")
     roles = {"teacher": adapter.teacher, "fake": fake, "generator": generator}
-    compiled = () if config.train.compile != "blocks" else tuple(r for r in roles if r not in sharded)
+    transformers = {role: getattr(net, "transformer", None) for role, net in roles.items()}
+    compiled = [] if config.train.compile != "blocks" else [r for r in roles if r not in sharded]
     if compiled:
-        transformers = [getattr(roles[role], "transformer", None) for role in compiled]
-        count = compile_blocks([t for t in transformers if t is not None], config.train.compile_backend)
+        count = compile_blocks(
+            [transformers[r] for r in compiled if transformers[r] is not None], config.train.compile_backend
+        )
         skipped = f", not in ZeRO-3 {'/'.join(sharded)}" if sharded else ""
         notes.append(f"compiled {count} transformer blocks ({config.train.compile_backend}{skipped})")
-    if config.train.attention_backend == "cudnn":
-        notes += _cudnn_safe_eager_attention(roles, compiled)
+    # cuDNN's attention backward in the eager transformers (compiled ones need nothing; the shared
+    # base is one module for all three roles): attention.py says why
+    compiled_ids = {id(transformers[r]) for r in compiled}
+    eager = [t for t in transformers.values() if t is not None and id(t) not in compiled_ids]
+    if config.train.attention_backend == "cudnn" and eager:
+        count = keep_attention_gradients_in_output_layout(eager)
+        notes.append(
+            f"cuDNN attention: {count} eager attention modules pass gradients on in their output's layout"
+        )
     return notes
-
-
-def _cudnn_safe_eager_attention(roles: dict, compiled: tuple[str, ...]) -> list[str]:
-    """cuDNN's attention backward in the eager transformers (the compiled ones need nothing):
-    their attention modules hand the gradient on in their output's layout (attention.py says why)."""
-    transformers = {
-        id(t): t for t in (getattr(net, "transformer", None) for net in roles.values()) if t is not None
-    }
-    for role in compiled:
-        transformers.pop(id(getattr(roles[role], "transformer", None)), None)
-    if not transformers:
-        return []
-    count = keep_attention_gradients_in_output_layout(list(transformers.values()))
-    return [f"cuDNN attention: {count} eager attention modules pass gradients on in their output's layout"]
 
 
 def parallelize(

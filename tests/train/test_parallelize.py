@@ -79,6 +79,23 @@ def test_compiled_blocks_compute_the_eager_losses(tmp_path):
         assert g_c == pytest.approx(g_e, rel=1e-4, abs=1e-5)
 
 
+def test_cudnn_attention_hooks_only_the_eager_transformers_and_changes_no_loss(tmp_path):
+    eager, _ = _losses(_config(tmp_path / "auto"))
+    hooked, notes = _losses(_config(tmp_path / "cudnn", "train.attention_backend=cudnn"))
+    hooked_modules = [int(n.split()[2]) for n in notes if n.startswith("cuDNN attention: ")]
+    assert hooked_modules and hooked_modules[0] > 0, notes  # the shared base's attention modules
+    assert hooked == eager  # an identity, forward and backward
+    _, compiled_notes = _losses(
+        _config(
+            tmp_path / "compiled",
+            "train.attention_backend=cudnn",
+            "train.compile=blocks",
+            "train.compile_backend=aot_eager",
+        )
+    )
+    assert not any(n.startswith("cuDNN attention: ") for n in compiled_notes), compiled_notes
+
+
 def test_repeated_blocks_are_every_dit_block(tmp_path):
     from sid_ray.models.registry import build_adapter
 

@@ -95,10 +95,11 @@ def forward_flops(config: RunConfig) -> float:
     hooks = [
         m.register_forward_hook(count_linear) for m in transformer.modules() if isinstance(m, torch.nn.Linear)
     ]
+    with torch.no_grad():  # the tiny text encoders are real, on the CPU (random_weights.tiny_parts)
+        cond = _meta_conditioning(adapter, 1)
     torch.nn.functional.scaled_dot_product_attention = counted_sdpa
     try:
         with torch.device("meta"), torch.no_grad():
-            cond = _meta_conditioning(adapter, 1)
             x = torch.zeros(1, *adapter.latent_shape, dtype=adapter.dtype)
             adapter.teacher.velocity(x, torch.full((1,), 0.5), cond)
     finally:

@@ -213,7 +213,7 @@ def build_embedding_cache(
     manifest["eval_set"] = {"file": eval_file, "rows": len(evaluation)} if evaluates else None
     _remove_stale_shards(folder, plan)
     (folder / cache.MANIFEST).write_text(json.dumps(manifest, indent=1))
-    rate = f", {encoded / seconds:.1f} prompts/s" if encoded else ""
+    rate = f", {encoded / seconds:.3g} prompts/s" if encoded else ""
     log(
         f"[embed] {encoded} prompt(s) encoded in {seconds:.1f} s{rate}; {manifest['train_count']} "
         f"train / {manifest['eval_count']} eval; over the tokenizers' limit: {manifest['truncated']}"

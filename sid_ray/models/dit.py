@@ -39,7 +39,7 @@ from sid_ray.models.conditioning import TensorConditioning
 from sid_ray.models.export import Gather, StreamedTransformer, no_gather, write_pipeline_folder
 from sid_ray.models.loading import load_components, read_part_config, resolve_folder, torch_dtype
 from sid_ray.models.lora import LoraView, SharedLoraBase, add_lora, export_lora, merged_state_tensors
-from sid_ray.models.random_weights import random_transformer
+from sid_ray.models.random_weights import random_transformer, tiny_parts
 from sid_ray.models.registry import register
 
 ROLES = ("teacher", "fake", "generator")
@@ -189,11 +189,14 @@ class DiTAdapter(TeacherAdapter):
         """An adapter of `parts` of the folder, its transformer a weightless meta-device module
         of the checkpoint's architecture (the latent layout and the adapter's checks read its
         config; nothing runs it)."""
-        if config.init == "random":
-            return cls(config)  # random weights: the tiny parts are built in seconds anyway
         config = dataclasses.replace(
             config, load_text_encoders=text_encoders, gradient_checkpointing=False, lora=LoraConfig()
         )
+        if config.init == "random":
+            # the released transformer on the meta device (FLUX.1-dev: no 24 GB of random
+            # weights in an embedding actor); its tiny parts are built on the CPU regardless
+            with torch.device("meta"):
+                return cls(config)
         folder = resolve_folder(cls.teacher_folder(config), (*parts, "transformer"))
         components = load_components(folder, parts, torch_dtype(config.dtype))
         with torch.device("meta"):
@@ -289,11 +292,14 @@ class DiTAdapter(TeacherAdapter):
         transformer_config = self.released_transformer_config()
         if transformer_config is None or self.transformer_class is None:
             raise ConfigError(f"model.init: {self.config.name} has no released architecture to build")
-        parts = self.random_parts(transformer_config)  # first: a family without them fails at once
+        # first: a family without them fails at once
+        parts = tiny_parts(lambda: self.random_parts(transformer_config))
         transformer = random_transformer(self.transformer_class, transformer_config, self.dtype)
         for part in parts.values():
             if isinstance(part, nn.Module):
-                part.to(transformer.device).eval()
+                part.eval()
+                if transformer.device.type != "meta":  # a weightless transformer: parts stay on the CPU
+                    part.to(transformer.device)
         kept = set(self.text_parts_to_load)
         parts = {k: v for k, v in parts.items() if k not in self.text_parts or k in kept}
         return {"transformer": transformer, **parts}
@@ -512,7 +518,7 @@ class DiTAdapter(TeacherAdapter):
         if not missing:
             return self.components
         if self.config.init == "random":
-            extra = self.random_parts(self.released_transformer_config())
+            extra = tiny_parts(lambda: self.random_parts(self.released_transformer_config()))
         else:
             folder = resolve_folder(self.config.path or self.default_path, missing)
             extra = load_components(folder, missing, self.dtype)

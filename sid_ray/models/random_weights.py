@@ -8,20 +8,25 @@ CLIP pooled 768, T5 4096 x 512 tokens), built by each family's `random_parts`.
 
 The transformer is built directly on torch's default device and in the run's dtype (the Ray
 worker builds its networks under `torch.device(<its GPU>)`): FLUX.1-dev then takes seconds and
-24 GB, where building it in fp32 on the CPU and casting would take minutes and 72 GB.
+24 GB, where building it in fp32 on the CPU and casting would take minutes and 72 GB. The tiny
+parts are built on the CPU from the same fixed seed (`tiny_parts`), so that every process that
+builds them (each rank, an embedding actor, the export) holds the same text encoders: a cached
+embedding then equals what a worker would encode.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 # the weights of every rank must agree (the shared base is replicated): one fixed seed
 RANDOM_WEIGHTS_SEED = 0
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -39,3 +44,11 @@ def random_transformer(cls: type, config: dict[str, Any], dtype: torch.dtype) ->
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
     with default_dtype(dtype):
         return cls.from_config(config).eval()
+
+
+def tiny_parts(build: Callable[[], T]) -> T:
+    """`build()` on the CPU from `RANDOM_WEIGHTS_SEED`, the caller's random state left as it was:
+    the same tiny parts in every process, whatever device or random state it builds them in."""
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        return build()

@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# DeepSpeed ships as source only: build without ops, against the installed torch
 	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation deepspeed==0.19.8
+	# FID's InceptionV3 for real teachers. Without its dependencies: it would pull torchvision,
+	# and the registry has no CPU torchvision for torch 2.13 (sid_ray/eval/torch_fidelity_import.py)
+	$(PY) -m pip install -q --no-deps torch-fidelity==0.4.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -94,9 +94,11 @@ def test_feature_fid_rejects_an_extractor_without_num_features() -> None:
         FeatureFID(torch.nn.Identity())
 
 
-def test_inception_names_the_missing_package(tmp_path) -> None:
-    if importlib.util.find_spec("torch_fidelity") is not None:
-        pytest.skip("torch-fidelity is installed: the error path cannot occur")
+def test_inception_names_the_missing_package(tmp_path, monkeypatch) -> None:
+    find_spec = importlib.util.find_spec  # the project installs torch-fidelity: hide it
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "torch_fidelity" else find_spec(n, *a)
+    )
     weights = tmp_path / "pt_inception.pth"
     weights.write_bytes(b"")
     with pytest.raises(ConfigError, match="torch-fidelity"):

@@ -1,7 +1,8 @@
 """The quality report of a finished distillation run: table rows, sample grid, curve, MLflow.
 
 Reads what the workers wrote into the run's checkpoints (each checkpoint's `export/` holds the
-consolidated generator weights and `train_state.json` its kimg), evaluates the teacher with 32
+consolidated generator weights and `train_state.json` its kimg), wherever Ray Train keeps them (the
+run folder, or `train.storage_path` on S3 or GCS: `run_storage.checkpoint_root`), evaluates the teacher with 32
 and 4 Euler steps and the student with 1 and 4 steps on one fixed prompt/seed set, plots FID
 and alignment against kimg over the checkpoints, and logs it all into the run's MLflow run.
 """
@@ -12,10 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from safetensors.torch import load_file
+import pyarrow.fs as pafs
+from safetensors.torch import load as load_safetensors
 
 from sid_ray.config.paths import EXPORT_DIR, GENERATOR_WEIGHTS, STATE_FILE
 from sid_ray.config.schema import RunConfig
+from sid_ray.data.storage import filesystem_from_uri
 from sid_ray.eval.curves import save_quality_curve
 from sid_ray.eval.evaluate import (
     EvalRow,
@@ -40,36 +43,62 @@ class RunReport:
     curve_points: list[dict] = field(default_factory=list)
 
 
-def exported_generators(run_dir: Path) -> list[tuple[float, Path, str]]:
-    """(kimg, generator weights, mlflow run id) of every checkpoint with an export, by kimg."""
+def _file_system(root: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The file system and path of a local folder or an s3:// / gs:// URI."""
+    if "://" in str(root):
+        return filesystem_from_uri(str(root))
+    return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+
+
+def _read(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def exported_generators(root: str | Path) -> list[tuple[float, str, str]]:
+    """(kimg, generator weights, mlflow run id) of every checkpoint under `root` (a run folder or
+    an object-storage URI) with an export, by kimg; the weights as a path on `root`'s storage."""
+    fs, folder = _file_system(root)
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
     found = []
-    for state_file in run_dir.glob(f"checkpoint_*/{STATE_FILE}"):
-        weights = state_file.parent / EXPORT_DIR / GENERATOR_WEIGHTS
-        if weights.is_file():
-            state = json.loads(state_file.read_text())
-            found.append((float(state["kimg"]), weights, state.get("mlflow_run_id", "")))
+    for entry in fs.get_file_info(pafs.FileSelector(folder)):
+        if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
+            continue
+        state_file = f"{entry.path}/{STATE_FILE}"
+        weights = f"{entry.path}/{EXPORT_DIR}/{GENERATOR_WEIGHTS}"
+        kinds = [info.type for info in fs.get_file_info([state_file, weights])]
+        if kinds == [pafs.FileType.File, pafs.FileType.File]:
+            state = json.loads(_read(fs, state_file))
+            location = (
+                weights if "://" not in str(root) else f"{str(root).rstrip('/')}{weights[len(folder) :]}"
+            )
+            found.append((float(state["kimg"]), location, state.get("mlflow_run_id", "")))
     return sorted(found)
 
 
-def load_generator(adapter, weights: Path) -> FlowModel:
+def load_generator(adapter, weights: str | Path) -> FlowModel:
+    """A generator copy with the weights of a local file or an s3:// / gs:// object."""
+    fs, path = _file_system(weights)
     generator = adapter.make_trainable_copy("generator")
-    generator.load_state_dict(load_file(weights))
+    generator.load_state_dict(load_safetensors(_read(fs, path)))
     return generator.eval()
 
 
 def evaluate_run(
     config: RunConfig,
     adapter,
-    run_dir: Path,
+    checkpoint_root: str | Path,
     prompts: PromptSet,
     metrics: QualityMetrics,
     out_dir: Path,
     log=print,
 ) -> RunReport:
-    """Teacher and student rows, the grid and the curve of a finished run."""
-    checkpoints = exported_generators(run_dir)
+    """Teacher and student rows, the grid and the curve of a finished run whose checkpoints are
+    under `checkpoint_root` (`run_storage.checkpoint_root(config)`)."""
+    checkpoints = exported_generators(checkpoint_root)
     if not checkpoints:
-        raise FileNotFoundError(f"no checkpoint under {run_dir} holds an exported generator")
+        raise FileNotFoundError(f"no checkpoint under {checkpoint_root} holds an exported generator")
     out_dir.mkdir(parents=True, exist_ok=True)
     K = config.sid.num_steps
     guidance = config.sid.teacher_guidance

@@ -33,6 +33,12 @@ def storage_path(config: RunConfig) -> str:
     return str(Path(given or config.output_dir).expanduser().resolve())
 
 
+def checkpoint_root(config: RunConfig) -> str:
+    """Where Ray Train writes the run's `checkpoint_*` folders: `<storage_path>/<name>` (the run
+    folder when `train.storage_path` is empty)."""
+    return f"{storage_path(config).rstrip('/')}/{config.name}"
+
+
 def ray_storage(config: RunConfig) -> dict:
     """`ray.train.RunConfig`'s storage_path and storage_filesystem: the file system given only
     where pyarrow's own resolution would not reach it (gs:// on the GCS emulator), with the path

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 
 from sid_ray.config import load_config
+from sid_ray.data.storage import filesystem_from_uri
+from sid_ray.eval.run_report import exported_generators
 from sid_ray.train.launcher import launch
+from sid_ray.train.run_storage import checkpoint_root
 from tests.data.s3_server import local_ray, s3_keys, s3_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +87,13 @@ def resume_after_head_restart(tmp_path: Path, scheme: str, server, keys_of) -> N
         with local_ray():  # a new head: the run's only state is in the bucket
             full = launch(digits_config(tmp_path / scheme, name, TOTAL_ITERATIONS, uri), False)
         assert f"runs/{name}/checkpoint_{TOTAL_ITERATIONS:08d}/train_state.json" in keys_of(BUCKET, "runs/")
+        # the quality report (jobs/demo.py) reads the checkpoints' generators in the bucket
+        stored = exported_generators(checkpoint_root(digits_config(tmp_path, name, TOTAL_ITERATIONS, uri)))
+        assert stored and stored[-1][0] == pytest.approx(TOTAL_ITERATIONS * BATCH / 1000)
+        assert stored[-1][1] == f"{uri}/{name}/checkpoint_{TOTAL_ITERATIONS:08d}/export/generator.safetensors"
+        fs, path = filesystem_from_uri(stored[-1][1])
+        with fs.open_input_stream(path) as stream:
+            in_bucket = load_safetensors(stream.read())
 
     assert full.rows[0]["resumed_from_kimg"] == pytest.approx(TOTAL_ITERATIONS // 2 * BATCH / 1000)
     assert [r["iteration"] for r in full.rows] == list(range(TOTAL_ITERATIONS // 2 + 1, TOTAL_ITERATIONS + 1))
@@ -94,6 +105,8 @@ def resume_after_head_restart(tmp_path: Path, scheme: str, server, keys_of) -> N
                 key,
             )
     assert (full.export_dir / "generator.safetensors").is_file()  # downloaded from the bucket
+    local = load_file(full.export_dir / "generator.safetensors")
+    assert all(torch.equal(in_bucket[k], local[k]) for k in local) and in_bucket.keys() == local.keys()
     ref, got = _generator(reference), _generator(full)
     relative = float((got - ref).norm() / ref.norm())
     print(f"resumed from {scheme} at iteration {TOTAL_ITERATIONS // 2}: |G - G_ref|/|G_ref| = {relative:.2e}")

@@ -47,8 +47,9 @@ def random_transformer(cls: type, config: dict[str, Any], dtype: torch.dtype) ->
 
 
 def tiny_parts(build: Callable[[], T]) -> T:
-    """`build()` on the CPU from `RANDOM_WEIGHTS_SEED`, the caller's random state left as it was:
-    the same tiny parts in every process, whatever device or random state it builds them in."""
+    """`build()` on the CPU from `RANDOM_WEIGHTS_SEED`, the caller's CPU random state left as it
+    was: the same tiny parts in every process, whatever device or random state it builds them in.
+    (The tiny builders seed CUDA's generators too, as `random_transformer` does right after.)"""
     with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         return build()

@@ -50,21 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     from sid_ray.eval.run_report import evaluate_run, exported_generators, log_report_to_mlflow
     from sid_ray.models.registry import adapter_class, build_adapter
     from sid_ray.train.launcher import launch
-    from sid_ray.train.run_storage import checkpoint_root
+    from sid_ray.train.run_storage import checkpoint_storage
 
     if config.data.images:  # the digits teacher writes its own shards (data-aided demo) on first use
         adapter_class(config.model.name).ensure_images(config.data.images)
     result = launch(config, console=console)
     adapter = build_adapter(config)
+    fs, checkpoints = checkpoint_storage(config)  # the run folder, or train.storage_path's bucket
     report = evaluate_run(
         config,
         adapter,
-        checkpoint_root(config),  # the run folder, or train.storage_path's bucket
+        checkpoints,
         digits_prompt_set(config.eval.num_samples, config.eval.seed),
         DigitsQuality(),
         result.run_dir / "eval",
+        fs=fs,
     )
-    run_id = exported_generators(checkpoint_root(config))[-1][2]
+    run_id = exported_generators(checkpoints, fs)[-1][2]
     run_id = log_report_to_mlflow(config, report, run_id, result.export_dir)
     print(f"\n{report.table}\n")
     print(f"sample grid:   {report.grid}")

@@ -2,7 +2,7 @@
 
 Reads what the workers wrote into the run's checkpoints (each checkpoint's `export/` holds the
 consolidated generator weights and `train_state.json` its kimg), wherever Ray Train keeps them (the
-run folder, or `train.storage_path` on S3 or GCS: `run_storage.checkpoint_root`), evaluates the teacher with 32
+run folder, or `train.storage_path` on S3 or GCS: `run_storage.checkpoint_storage`), evaluates the teacher with 32
 and 4 Euler steps and the student with 1 and 4 steps on one fixed prompt/seed set, plots FID
 and alignment against kimg over the checkpoints, and logs it all into the run's MLflow run.
 """
@@ -18,7 +18,6 @@ from safetensors.torch import load as load_safetensors
 
 from sid_ray.config.paths import EXPORT_DIR, GENERATOR_WEIGHTS, STATE_FILE
 from sid_ray.config.schema import RunConfig
-from sid_ray.data.storage import filesystem_from_uri
 from sid_ray.eval.curves import save_quality_curve
 from sid_ray.eval.evaluate import (
     EvalRow,
@@ -43,11 +42,11 @@ class RunReport:
     curve_points: list[dict] = field(default_factory=list)
 
 
-def _file_system(root: str | Path) -> tuple[pafs.FileSystem, str]:
-    """The file system and path of a local folder or an s3:// / gs:// URI."""
-    if "://" in str(root):
-        return filesystem_from_uri(str(root))
-    return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+def _on(fs: pafs.FileSystem | None, path: str | Path) -> tuple[pafs.FileSystem, str]:
+    """`fs` and `path` on it; None: the local file system, the path made absolute."""
+    if fs is None or isinstance(fs, pafs.LocalFileSystem):
+        return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+    return fs, str(path).rstrip("/")
 
 
 def _read(fs: pafs.FileSystem, path: str) -> bytes:
@@ -55,31 +54,29 @@ def _read(fs: pafs.FileSystem, path: str) -> bytes:
         return stream.read()
 
 
-def exported_generators(root: str | Path) -> list[tuple[float, str, str]]:
-    """(kimg, generator weights, mlflow run id) of every checkpoint under `root` (a run folder or
-    an object-storage URI) with an export, by kimg; the weights as a path on `root`'s storage."""
-    fs, folder = _file_system(root)
-    if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return []
+def exported_generators(
+    folder: str | Path, fs: pafs.FileSystem | None = None
+) -> list[tuple[float, str, str]]:
+    """(kimg, generator weights, mlflow run id) of every checkpoint in `folder` with an export, by
+    kimg. `fs`: the file system the checkpoints are on (S3, GCS: `run_storage.checkpoint_storage`),
+    None for a local folder; the weights are a path on it."""
+    fs, folder = _on(fs, folder)
+    # one recursive listing: object stores have no directories (the GCS emulator lists none at
+    # the top level), only keys under the folder's prefix
+    listed = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    files = {i.path[len(folder) + 1 :] for i in listed if i.type == pafs.FileType.File}
     found = []
-    for entry in fs.get_file_info(pafs.FileSelector(folder)):
-        if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
-            continue
-        state_file = f"{entry.path}/{STATE_FILE}"
-        weights = f"{entry.path}/{EXPORT_DIR}/{GENERATOR_WEIGHTS}"
-        kinds = [info.type for info in fs.get_file_info([state_file, weights])]
-        if kinds == [pafs.FileType.File, pafs.FileType.File]:
-            state = json.loads(_read(fs, state_file))
-            location = (
-                weights if "://" not in str(root) else f"{str(root).rstrip('/')}{weights[len(folder) :]}"
-            )
-            found.append((float(state["kimg"]), location, state.get("mlflow_run_id", "")))
+    for name in {f.split("/")[0] for f in files if f.startswith("checkpoint_")}:
+        state_file, weights = f"{name}/{STATE_FILE}", f"{name}/{EXPORT_DIR}/{GENERATOR_WEIGHTS}"
+        if state_file in files and weights in files:
+            state = json.loads(_read(fs, f"{folder}/{state_file}"))
+            found.append((float(state["kimg"]), f"{folder}/{weights}", state.get("mlflow_run_id", "")))
     return sorted(found)
 
 
-def load_generator(adapter, weights: str | Path) -> FlowModel:
-    """A generator copy with the weights of a local file or an s3:// / gs:// object."""
-    fs, path = _file_system(weights)
+def load_generator(adapter, weights: str | Path, fs: pafs.FileSystem | None = None) -> FlowModel:
+    """A generator copy with the weights of a file on `fs` (None: a local file)."""
+    fs, path = _on(fs, weights)
     generator = adapter.make_trainable_copy("generator")
     generator.load_state_dict(load_safetensors(_read(fs, path)))
     return generator.eval()
@@ -88,17 +85,18 @@ def load_generator(adapter, weights: str | Path) -> FlowModel:
 def evaluate_run(
     config: RunConfig,
     adapter,
-    checkpoint_root: str | Path,
+    checkpoint_folder: str | Path,
     prompts: PromptSet,
     metrics: QualityMetrics,
     out_dir: Path,
     log=print,
+    fs: pafs.FileSystem | None = None,
 ) -> RunReport:
     """Teacher and student rows, the grid and the curve of a finished run whose checkpoints are
-    under `checkpoint_root` (`run_storage.checkpoint_root(config)`)."""
-    checkpoints = exported_generators(checkpoint_root)
+    in `checkpoint_folder` on `fs` (`run_storage.checkpoint_storage(config)`; None: local)."""
+    checkpoints = exported_generators(checkpoint_folder, fs)
     if not checkpoints:
-        raise FileNotFoundError(f"no checkpoint under {checkpoint_root} holds an exported generator")
+        raise FileNotFoundError(f"no checkpoint under {checkpoint_folder} holds an exported generator")
     out_dir.mkdir(parents=True, exist_ok=True)
     K = config.sid.num_steps
     guidance = config.sid.teacher_guidance
@@ -109,7 +107,7 @@ def evaluate_run(
         # the reverse SDE reaches the distribution the teacher's scores define, the one SiD matches
         ("teacher ancestral", 32, ancestral_sampler(adapter.teacher, 32, guidance, seed=config.eval.seed)),
     ]
-    final = load_generator(adapter, checkpoints[-1][1])
+    final = load_generator(adapter, checkpoints[-1][1], fs)
     samplers += [
         (f"SiD student (K={K})", k, generator_sampler(final, k, K, seed=config.eval.seed)) for k in (1, K)
     ]
@@ -125,7 +123,7 @@ def evaluate_run(
         out_dir / "samples_grid.png",
         title=f"{config.name}: same prompts and noise per column",
     )
-    points = _curve_points(config, adapter, checkpoints, final, prompts, metrics, log)
+    points = _curve_points(config, adapter, checkpoints, final, prompts, metrics, log, fs)
     curve = save_quality_curve(
         [p["kimg"] for p in points],
         [p["fid"] for p in points],
@@ -143,12 +141,12 @@ def evaluate_run(
     return RunReport(rows, table, grid, curve, points)
 
 
-def _curve_points(config: RunConfig, adapter, checkpoints, final, prompts, metrics, log) -> list[dict]:
+def _curve_points(config: RunConfig, adapter, checkpoints, final, prompts, metrics, log, fs) -> list[dict]:
     """The K-step student of every checkpoint: kimg, FID and alignment (`final` is the last one's)."""
     K = config.sid.num_steps
     points = []
     for kimg, weights, _ in checkpoints:
-        generator = final if weights == checkpoints[-1][1] else load_generator(adapter, weights)
+        generator = final if weights == checkpoints[-1][1] else load_generator(adapter, weights, fs)
         row, _ = evaluate_sampler(
             "student", adapter, generator_sampler(generator, K, K, seed=config.eval.seed), K, prompts, metrics
         )

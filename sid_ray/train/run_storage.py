@@ -33,10 +33,13 @@ def storage_path(config: RunConfig) -> str:
     return str(Path(given or config.output_dir).expanduser().resolve())
 
 
-def checkpoint_root(config: RunConfig) -> str:
-    """Where Ray Train writes the run's `checkpoint_*` folders: `<storage_path>/<name>` (the run
-    folder when `train.storage_path` is empty)."""
-    return f"{storage_path(config).rstrip('/')}/{config.name}"
+def checkpoint_storage(config: RunConfig) -> tuple[pafs.FileSystem, str]:
+    """(file system, folder) where Ray Train writes the run's `checkpoint_*` folders:
+    `<storage_path>/<name>`, the run folder when `train.storage_path` is empty."""
+    root = f"{storage_path(config).rstrip('/')}/{config.name}"
+    if "://" in root:
+        return filesystem_from_uri(root)
+    return pafs.LocalFileSystem(), root
 
 
 def ray_storage(config: RunConfig) -> dict:

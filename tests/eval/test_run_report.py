@@ -47,10 +47,10 @@ def test_checkpoints_in_s3_are_found_and_loaded_as_local_ones(tmp_path):
     with s3_server("runs"):
         s3, path = pafs.FileSystem.from_uri("s3://runs/sweeps/demo")  # the server's endpoint
         pafs.copy_files(str(tmp_path), path, pafs.LocalFileSystem(), s3)
-        found = exported_generators("s3://runs/sweeps/demo")
-        assert [(k, w, r) for k, w, r in found] == [
-            (1.6, "s3://runs/sweeps/demo/checkpoint_00000050/export/generator.safetensors", "abc"),
-            (6.4, "s3://runs/sweeps/demo/checkpoint_00000200/export/generator.safetensors", "abc"),
+        found = exported_generators(path, s3)
+        assert found == [
+            (1.6, "runs/sweeps/demo/checkpoint_00000050/export/generator.safetensors", "abc"),
+            (6.4, "runs/sweeps/demo/checkpoint_00000200/export/generator.safetensors", "abc"),
         ]
-        assert exported_generators("s3://runs/sweeps/missing") == []
-        assert torch.equal(load_generator(_Adapter(), found[-1][1]).w, torch.zeros(1))
+        assert exported_generators("runs/sweeps/missing", s3) == []
+        assert torch.equal(load_generator(_Adapter(), found[-1][1], s3).w, torch.zeros(1))

@@ -17,10 +17,9 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 
 from sid_ray.config import load_config
-from sid_ray.data.storage import filesystem_from_uri
 from sid_ray.eval.run_report import exported_generators
 from sid_ray.train.launcher import launch
-from sid_ray.train.run_storage import checkpoint_root
+from sid_ray.train.run_storage import checkpoint_storage
 from tests.data.s3_server import local_ray, s3_keys, s3_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,11 +87,12 @@ def resume_after_head_restart(tmp_path: Path, scheme: str, server, keys_of) -> N
             full = launch(digits_config(tmp_path / scheme, name, TOTAL_ITERATIONS, uri), False)
         assert f"runs/{name}/checkpoint_{TOTAL_ITERATIONS:08d}/train_state.json" in keys_of(BUCKET, "runs/")
         # the quality report (jobs/demo.py) reads the checkpoints' generators in the bucket
-        stored = exported_generators(checkpoint_root(digits_config(tmp_path, name, TOTAL_ITERATIONS, uri)))
+        fs, folder = checkpoint_storage(digits_config(tmp_path, name, TOTAL_ITERATIONS, uri))
+        assert folder == f"{BUCKET}/runs/{name}"
+        stored = exported_generators(folder, fs)
         assert stored and stored[-1][0] == pytest.approx(TOTAL_ITERATIONS * BATCH / 1000)
-        assert stored[-1][1] == f"{uri}/{name}/checkpoint_{TOTAL_ITERATIONS:08d}/export/generator.safetensors"
-        fs, path = filesystem_from_uri(stored[-1][1])
-        with fs.open_input_stream(path) as stream:
+        assert stored[-1][1] == f"{folder}/checkpoint_{TOTAL_ITERATIONS:08d}/export/generator.safetensors"
+        with fs.open_input_stream(stored[-1][1]) as stream:
             in_bucket = load_safetensors(stream.read())
 
     assert full.rows[0]["resumed_from_kimg"] == pytest.approx(TOTAL_ITERATIONS // 2 * BATCH / 1000)

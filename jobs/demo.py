@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from sid_ray.eval.digits_metrics import DigitsQuality
     from sid_ray.eval.prompts import digits_prompt_set
-    from sid_ray.eval.run_report import evaluate_run, exported_generators, log_report_to_mlflow
+    from sid_ray.eval.run_report import evaluate_run, log_report_to_mlflow
     from sid_ray.models.registry import adapter_class, build_adapter
     from sid_ray.train.launcher import launch
     from sid_ray.train.run_storage import checkpoint_storage
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         result.run_dir / "eval",
         fs=fs,
     )
-    run_id = exported_generators(checkpoints, fs)[-1][2]
-    run_id = log_report_to_mlflow(config, report, run_id, result.export_dir)
+    run_id = log_report_to_mlflow(config, report, report.run_id, result.export_dir)
     print(f"\n{report.table}\n")
     print(f"sample grid:   {report.grid}")
     print(f"quality curve: {report.curve}")

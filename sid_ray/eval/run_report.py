@@ -40,6 +40,7 @@ class RunReport:
     grid: Path
     curve: Path | None
     curve_points: list[dict] = field(default_factory=list)
+    run_id: str = ""  # the training run's MLflow run, from its last checkpoint
 
 
 def _on(fs: pafs.FileSystem | None, path: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -138,7 +139,7 @@ def evaluate_run(
     (out_dir / "quality.json").write_text(
         json.dumps({"rows": [r.as_dict() for r in rows], "curve": points}, indent=1)
     )
-    return RunReport(rows, table, grid, curve, points)
+    return RunReport(rows, table, grid, curve, points, checkpoints[-1][2])
 
 
 def _curve_points(config: RunConfig, adapter, checkpoints, final, prompts, metrics, log, fs) -> list[dict]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,12 +32,24 @@ class CheckpointDiskFull(OSError):
     """A checkpoint did not fit on its disk (the partial folder is removed, earlier ones kept)."""
 
 
+def _release_frames(error: BaseException) -> None:
+    """Drop the locals of the frames `error` and the errors it chains were raised through.
+
+    A failed torch.save's open file lives on in them (its writer is a local of a frame in the
+    chained iostream error's traceback) until a garbage collection; while it is open, removing
+    the partial checkpoint gives none of its space back."""
+    while error is not None:
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+
+
 def _write_or_explain(write: Callable[[Path], None], folder: Path, name: str) -> None:
     """`write(folder)`; when it fails on a full disk (torch.save reports that as an iostream or
     "unexpected pos" error, not ENOSPC), remove the partial folder and say so in words."""
     try:
         write(folder)
     except (OSError, RuntimeError) as error:
+        _release_frames(error)
         free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
         if free >= FULL_DISK_BYTES:
             raise

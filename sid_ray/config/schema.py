@@ -144,6 +144,13 @@ class SiDConfig:
         "law of k: uniform = k ~ U{1..K} (SID.md); last = always k = K (F sees only the K-step "
         "outputs, which alone are pushed to the data; every G update runs all K steps)",
     )
+    earlier_steps_gradient: float = option(
+        0.0,
+        "share of the generator loss's gradient that flows back through the roll-out's steps before "
+        "the last (0 = SID.md: only the last step is trained by each update). With k_law last, 0.1 "
+        "trains the earlier steps to place the K-step output's modes (benchmarks/results/"
+        "2026-12-03-few-step-probes.md); the roll-out's activations are then kept for all K steps",
+    )
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
         "fresh",
         "noise of roll-out steps after the first: fresh N(0, I), the first z, or DDIM's implied noise",
@@ -184,6 +191,8 @@ class SiDConfig:
         _require(self.num_steps >= 1, f"{path}.num_steps", f"must be >= 1, got {self.num_steps}")
         _require(self.k_block >= 1, f"{path}.k_block", f"must be >= 1 iteration, got {self.k_block}")
         _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
+        share = self.earlier_steps_gradient
+        _require(0 <= share <= 1, f"{path}.earlier_steps_gradient", f"must be in [0, 1], got {share}")
         _require(self.fake_updates >= 1, f"{path}.fake_updates", f"must be >= 1, got {self.fake_updates}")
         _require(
             self.weighting in WEIGHTINGS,

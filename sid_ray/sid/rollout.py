@@ -1,7 +1,8 @@
 """The K-step generator roll-out (shared/SID.md section 3).
 
 x0_hat = 0; for i < k: t_i = 1 - i/K, x_{t_i} = (1 - t_i) x0_hat + t_i eps_i,
-x0_hat = x_{t_i} - t_i G(x_{t_i}, t_i, c).  Only the last step may carry a gradient.
+x0_hat = x_{t_i} - t_i G(x_{t_i}, t_i, c).  Only the last step carries a gradient, unless a
+share of it is let back through the earlier steps (`earlier_steps_gradient`).
 """
 
 from __future__ import annotations
@@ -69,12 +70,16 @@ def rollout(
     noise: str = "fresh",
     generator: torch.Generator | None = None,
     grad_last_step: bool = False,
+    earlier_steps_gradient: float = 0.0,
 ) -> torch.Tensor:
     """Run k = `num_steps` steps of the K = `max_steps` step generator from noise z.
 
     `velocity(x_t, t)` is the generator's (unguided) velocity with the condition bound in;
-    t is passed as a (B,) tensor. Steps before the last never build an autograd graph; the last
-    step does when `grad_last_step` (the G update) and otherwise runs under no_grad too.
+    t is passed as a (B,) tensor. The last step builds an autograd graph when `grad_last_step`
+    (the G update) and otherwise runs under no_grad. Steps before the last build none (SID.md 3)
+    unless `earlier_steps_gradient` > 0: then the G update's gradient also flows back through
+    them, scaled by that share at each earlier step's output (the forward values are unchanged;
+    the roll-out's activations are then kept for all k steps, not one).
     """
     if not 1 <= num_steps <= max_steps:
         raise ValueError(f"num_steps must be in 1..{max_steps}, got {num_steps}")
@@ -96,6 +101,10 @@ def rollout(
             # "fixed" keeps eps = z
         x_t = interpolate(x0_hat, eps, t_i)
         t_vec = torch.full((batch,), t_i, device=z.device, dtype=z.dtype)
-        with torch.set_grad_enabled(grad_last_step and i == num_steps - 1):
+        last = i == num_steps - 1
+        through = grad_last_step and (last or earlier_steps_gradient > 0)
+        with torch.set_grad_enabled(through):
             x0_hat = x0_from_velocity(x_t, t_i, velocity(x_t, t_vec))
+            if through and not last and earlier_steps_gradient != 1.0:
+                x0_hat = x0_hat.detach() + earlier_steps_gradient * (x0_hat - x0_hat.detach())
     return x0_hat

@@ -51,6 +51,8 @@ class SiDSettings:
     k_law: str  # how k in 1..K is drawn: "uniform" (SID.md 3) or "last" (always K)
     k_block: int  # iterations in a row that share one k (1 = a fresh k every iteration)
     rollout_noise: str
+    # share of G's gradient that flows back through the roll-out's earlier steps (0 = SID.md)
+    earlier_steps_gradient: float
     time_law: object  # an object with .sample(batch, generator, device) -> t (B,)
     weighting: str
     alpha: float
@@ -125,7 +127,16 @@ def _draw_rollout(generator: VelocityModel, mb: MicroBatch, settings: SiDSetting
     def velocity(x_t, t):
         return generator.guided_velocity(x_t, t, mb.cond, settings.generator_guidance)
 
-    return rollout(velocity, z, ctx.k, settings.num_steps, settings.rollout_noise, g, grad_last_step=grad)
+    return rollout(
+        velocity,
+        z,
+        ctx.k,
+        settings.num_steps,
+        settings.rollout_noise,
+        g,
+        grad_last_step=grad,
+        earlier_steps_gradient=settings.earlier_steps_gradient,
+    )
 
 
 def fake_update(

@@ -69,6 +69,40 @@ def test_only_the_last_step_builds_a_graph():
     torch.testing.assert_close(model.weight.grad, (-0.5 * x_last).sum())
 
 
+def _weight_grad(k: int, share: float, noise: str = "fixed") -> tuple[torch.Tensor, torch.Tensor]:
+    model = Recorder()
+    z = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = rollout(model, z, k, 4, noise, torch.Generator().manual_seed(5), True, earlier_steps_gradient=share)
+    (out**2).sum().backward()
+    return out.detach(), model.weight.grad
+
+
+@pytest.mark.parametrize("noise", ["fresh", "ddim"])
+def test_the_earlier_steps_gradient_share_scales_the_paths_through_them(noise):
+    # share 1: plain autograd through the written-out roll-out of SID.md 3
+    model = Recorder()
+    z = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(5)
+    noises = [None] + [torch.randn(z.shape, generator=g, dtype=z.dtype) for _ in range(2)]
+    (_reference(model, z, 3, 4, noise, noises) ** 2).sum().backward()
+    out_full, grad_full = _weight_grad(3, 1.0, noise)
+    torch.testing.assert_close(grad_full, model.weight.grad, rtol=1e-12, atol=0)
+    # the forward value never changes, and share 0 is the last step alone
+    out_none, grad_none = _weight_grad(3, 0.0, noise)
+    torch.testing.assert_close(out_full, out_none, rtol=0, atol=0)
+    model = Recorder()
+    out = rollout(model, z, 3, 4, noise, torch.Generator().manual_seed(5), True)
+    (out**2).sum().backward()
+    assert [c[0] for c in model.calls] == [False, False, True]
+    torch.testing.assert_close(grad_none, model.weight.grad, rtol=0, atol=0)
+    # two steps: the one path through the earlier step is scaled by the share, exactly
+    _, g0 = _weight_grad(2, 0.0, noise)
+    _, g1 = _weight_grad(2, 1.0, noise)
+    _, g_share = _weight_grad(2, 0.1, noise)
+    torch.testing.assert_close(g_share, g0 + 0.1 * (g1 - g0), rtol=1e-12, atol=1e-15)
+    assert not torch.isclose(g1, g0)  # the earlier step's path does carry gradient
+
+
 def test_no_graph_at_all_without_grad_last_step():
     model = Recorder()
     out = rollout(model, torch.randn(2, 2, dtype=torch.float64), 4, 4)

@@ -49,10 +49,10 @@ def _write_or_explain(write: Callable[[Path], None], folder: Path, name: str) ->
     try:
         write(folder)
     except (OSError, RuntimeError) as error:
-        _release_frames(error)
         free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
         if free >= FULL_DISK_BYTES:
-            raise
+            raise  # not a full disk: the error as it came, its frames' locals intact
+        _release_frames(error)
         shutil.rmtree(folder, ignore_errors=True)
         raise CheckpointDiskFull(
             f"checkpoint {name}: the disk holding {folder.parent} filled up while writing it "

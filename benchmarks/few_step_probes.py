@@ -6,16 +6,16 @@ on one process, 500 kimg, seed 0) and prints one RESULT line: the K-step output'
 and worst mode-mass error, the distance after every k = 1..K roll-out steps, and, per mode, the
 spread of the K-step output against the true standard deviation (a last step that contracts the
 modes shows there). Research code: the variants are patched in here, not config options, because
-none of them cleared issue 17's bars (benchmarks/results/2026-12-03-few-step-probes.md).
+none of them cleared issue 17's bars (benchmarks/results/2026-12-03-few-step-probes.md). The one
+that helped is the config option `sid.earlier_steps_gradient` (`--set sid.earlier_steps_gradient=A`).
 
-    python benchmarks/few_step_probes.py --teacher gmm-d3                       # the shipped law
+    python benchmarks/few_step_probes.py --teacher gmm-d3                       # the recipe
     python benchmarks/few_step_probes.py --teacher gmm-d3 --steps 1             # the 1-step student
     python benchmarks/few_step_probes.py --teacher gmm-d3 --law k-closes-rounds # rounds end with k = K
     python benchmarks/few_step_probes.py --teacher gmm-d3 --law k-weight:3      # k = K 3 times a round
     python benchmarks/few_step_probes.py --teacher gmm-d3 --law k-last-tail:0.25
     python benchmarks/few_step_probes.py --teacher gmm-d3 --times-shift 3       # t -> 3t / (1 + 2t)
-    python benchmarks/few_step_probes.py --teacher gmm-d3 --grad all            # through every step
-    python benchmarks/few_step_probes.py --teacher gmm-d3 --grad last-scaled:1  # last step's grad / t^1
+    python benchmarks/few_step_probes.py --teacher gmm-d3 --last-step-gradient-power 1  # x 1/t_last
     python benchmarks/few_step_probes.py --teacher gmm-d3 --loss-time below-last-step
     python benchmarks/few_step_probes.py --teacher gmm-d3 --set sid.k_law=last  # any config override
 """
@@ -44,11 +44,11 @@ from benchmarks.toy_gmm import (  # noqa: E402
 from sid_ray.eval.toy_metrics import (  # noqa: E402
     energy_distance,
     generator_samples,
-    mode_masses,
     per_step_samples,
+    worst_relative_mass_error,
 )
 from sid_ray.models.registry import build_adapter  # noqa: E402
-from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity  # noqa: E402
+from sid_ray.sid.flow import gaussian_noise, interpolate  # noqa: E402
 
 # `sid_ray.sid` re-exports the function `rollout`, which hides the module of that name
 rollout_module = sys.modules["sid_ray.sid.rollout"]
@@ -60,53 +60,40 @@ def _order(key: str, ks: list[int]) -> list[int]:
     return [ks[i] for i in torch.randperm(len(ks), generator=g).tolist()]
 
 
-def law_of_k(spec: str, total: int, block: int):
+def law_of_k(spec: str, total: int, block_size: int):
     """draw_num_steps' replacement for `spec` (see --law)."""
     shipped = step_module.draw_num_steps
 
-    def draw(max_steps, seed, iteration, block_=1, law="uniform", **kw):
+    def draw(max_steps, seed, iteration, block=1, law="uniform"):
         K = max_steps
         if spec.startswith("k-last-tail:") and iteration >= total * (1 - float(spec.split(":")[1])):
             k = K
-        elif spec in ("k-closes-rounds",) or spec.startswith("k-weight:"):
+        elif spec == "k-closes-rounds" or spec.startswith("k-weight:"):
             # rounds counted back from the run's last iteration: k = 1..K-1 once in a seeded
             # order, then k = K `repeat` times, so every round (the run's last one too) ends on K
             repeat = int(spec.split(":")[1]) if ":" in spec else 1
             size = K - 1 + repeat
-            back = (total - 1 - iteration) // block
+            back = (total - 1 - iteration) // block_size
             k = (_order(f"{seed}/r{back // size}", list(range(1, K))) + [K] * repeat)[size - 1 - back % size]
         else:
-            k = shipped(max_steps, seed, iteration, block=block_, law=law, **kw)
+            k = shipped(max_steps, seed, iteration, block=block, law=law)
         current_k[0] = k
         return k
 
-    return lambda max_steps, seed, iteration, block=1, law="uniform": draw(
-        max_steps, seed, iteration, block, law
-    )
+    return draw
 
 
-def rollout_with(grad: str):
-    """The roll-out of SID.md 3 with the gradient through every step ("all"), through every step
-    with the earlier steps' share scaled by a ("all-scaled:a"), or the last step's gradient scaled
-    by t^-p ("last-scaled:p"); the forward values are unchanged."""
+def last_step_gradient_scaled(power: float):
+    """The shipped roll-out with the G update's gradient scaled by t_last^-power at the last
+    step's output (the forward value unchanged)."""
+    shipped = step_module.rollout
 
-    def rollout(velocity, z, num_steps, max_steps, noise="fresh", generator=None, grad_last_step=False):
-        times = rollout_module.rollout_times(max_steps)
-        x0_hat = torch.zeros_like(z)
-        for i in range(num_steps):
-            eps = z if i == 0 else gaussian_noise(z.shape, generator, z.device, z.dtype)
-            x_t = interpolate(x0_hat, eps, times[i])
-            t_vec = torch.full((z.shape[0],), times[i], device=z.device, dtype=z.dtype)
-            last = grad_last_step and i == num_steps - 1
-            with torch.set_grad_enabled(grad_last_step if grad.startswith("all") else last):
-                x0_hat = x0_from_velocity(x_t, times[i], velocity(x_t, t_vec))
-                if grad_last_step and not last and grad.startswith("all-scaled:"):
-                    share = float(grad.split(":")[1])  # of the gradient that reaches this step
-                    x0_hat = x0_hat.detach() + (x0_hat - x0_hat.detach()) * share
-                if last and grad.startswith("last-scaled:"):
-                    scale = times[i] ** -float(grad.split(":")[1])
-                    x0_hat = x0_hat.detach() + (x0_hat - x0_hat.detach()) * scale
-        return x0_hat
+    def rollout(velocity, z, num_steps, max_steps, *args, grad_last_step=False, **kwargs):
+        x0_hat = shipped(velocity, z, num_steps, max_steps, *args, grad_last_step=grad_last_step, **kwargs)
+        if not grad_last_step:
+            return x0_hat
+        scale = rollout_module.rollout_times(max_steps)[num_steps - 1] ** -power
+        return x0_hat.detach() + (x0_hat - x0_hat.detach()) * scale
 
     return rollout
 
@@ -145,7 +132,9 @@ def main() -> None:
         "--law", default="shipped", help="shipped | k-closes-rounds | k-weight:N | k-last-tail:F"
     )
     parser.add_argument("--times-shift", type=float, default=1.0, help="roll-out times s t / (1 + (s - 1) t)")
-    parser.add_argument("--grad", default="last", help="last | all | all-scaled:A | last-scaled:P")
+    parser.add_argument(
+        "--last-step-gradient-power", type=float, default=0.0, help="scale G's gradient by t_last^-P"
+    )
     parser.add_argument("--loss-time", default="full", choices=["full", "below-last-step"])
     parser.add_argument("--set", action="append", default=[], help="config overrides")
     parser.add_argument("--save", default=None, help="torch.save the trained generator here")
@@ -159,8 +148,8 @@ def main() -> None:
         rollout_module.rollout_times = lambda n: [
             s * t / (1 + (s - 1) * t) for t in (1 - i / n for i in range(n))
         ]
-    if args.grad != "last":
-        step_module.rollout = rollout_with(args.grad)
+    if args.last_step_gradient_power:
+        step_module.rollout = last_step_gradient_scaled(args.last_step_gradient_power)
     if args.loss_time == "below-last-step":
         step_module._noised = noised_below_last_step
 
@@ -173,8 +162,7 @@ def main() -> None:
     if args.save:
         torch.save(generator, args.save)
     x = generator_samples(generator, args.steps, cond, mixture.dim, SAMPLE_SEED)
-    weights = mixture.marginal_weights
-    mass_error = ((mode_masses(x, mixture) - weights).abs() / weights).max().item()
+    mass_error = worst_relative_mass_error(x, mixture, mixture.marginal_weights)
     per_k = ""
     if args.steps > 1:
         distances, mixed = per_step_distances(generator, args.steps, cond, truth)
@@ -187,7 +175,7 @@ def main() -> None:
         per_k_spreads = "; ".join(" ".join(f"{a:.3f}" for a in mode_spreads(o, mixture)) for o in outputs)
         spreads += f" | spread after k steps {per_k_spreads}"
     print(
-        f"RESULT {args.teacher} steps {args.steps} law {args.law} shift {args.times_shift:g} grad {args.grad} "
+        f"RESULT {args.teacher} steps {args.steps} law {args.law} shift {args.times_shift:g} last-step gradient power {args.last_step_gradient_power:g} "
         f"loss-time {args.loss_time} {' '.join(args.set)} | ED {energy_distance(x, truth):.4f} | "
         f"mass err {mass_error:.3f} | {per_k}spread/true std {spreads} | {seconds:.0f} s",
         flush=True,

@@ -1,6 +1,7 @@
 """Test-wide settings."""
 
 import os
+import sys
 
 import pytest
 import torch
@@ -37,8 +38,6 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     if _session_status is None:  # not a full session (--collect-only with errors, --help)
         return
-    import sys
-
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_session_status)

@@ -78,6 +78,10 @@ def test_overrides_are_parsed_to_the_field_type():
             "model.checkpoint_trained_share=1.5",
             r"model.checkpoint_trained_share: must be in \[0, 1\], got 1.5",
         ),
+        (
+            "sid.earlier_steps_gradient=-0.1",
+            r"sid.earlier_steps_gradient: must be in \[0, 1\], got -0.1",
+        ),
         ("sid", "expected dotted.path=value"),
         ("model=x", "is a section"),
     ],

@@ -46,6 +46,7 @@ from sid_ray.config.io import apply_overrides
 from sid_ray.config.schema import RunConfig
 from sid_ray.models.registry import build_adapter
 from sid_ray.sid.rollout import draw_num_steps
+from sid_ray.train.attention import select_attention_backend
 
 H200_PEAK_TFLOPS = 989.0  # dense bf16 (the 1,979 figure counts 2:4 sparsity)
 PROMPT_WORDS = "a photo of red blue small large cat dog tree house city river at night in snow".split()
@@ -234,6 +235,10 @@ def at_expected_k(img_per_s: float, ks: list[int], num_steps: int) -> float:
 def measure_baseline(config: RunConfig, args, forward: float, gpus: int = 1) -> Measurement:
     """The same iteration written plainly on one GPU (see `plain_sid_iteration`)."""
     device = torch.device(args.device)
+    # torch's own kernel choice, as a plain user gets it; --attention-backend is the product's
+    # (its workers apply it): eager cuDNN attention crashes in FLUX's single blocks' backward
+    # without the product's gradient-layout fix (sid_ray/train/attention.py)
+    select_attention_backend("auto", device)
     plain = _plain_teacher_config(config)
     with torch.device(device):
         adapter = build_adapter(plain)
@@ -381,9 +386,6 @@ def main() -> None:
     if len(args.batches) != len(args.resolutions):
         parser.error("--batches takes one value, or one per resolution")
     gpus = args.gpus or (torch.cuda.device_count() if args.device == "cuda" else 1)
-    from sid_ray.train.attention import select_attention_backend
-
-    select_attention_backend(args.attention_backend, torch.device(args.device))
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="sid-step-") as tmp:
         for mode in args.modes:

@@ -5,8 +5,10 @@
     ray job submit --working-dir . -- python jobs/embed.py --config ...
 
 Ray Data reads and cleans the prompts, an actor pool of `data.embed_workers` text encoders writes
-parquet shards, the run's in-training evaluation prompts when eval.every_kimg > 0 (a cached
-run's workers hold no text encoder: they read these) and the manifest; run it again to resume (shards on disk are skipped).
+parquet shards, each prompt once, and the manifest; run it again to resume (shards on disk are
+skipped). With eval.every_kimg > 0 a cached run's workers (no text encoder) read the in-training
+evaluation prompts from the cache: the held-out rows of the shards, and an evaluation file of
+those that are not held out (the teacher's fixed set of a run without held-out prompts).
 Prints the read counts (dropped lines by kind), the truncations, prompts/s and the cache folder.
 gs:// caches and prompt files on a GCS emulator: set STORAGE_EMULATOR_HOST (sid_ray.data.storage).
 """
@@ -43,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    eval_set = manifest.get("eval_set")
-    evaluation = f"{eval_set['rows']} evaluation prompts" if eval_set else "no evaluation set"
+    evaluation = _evaluation_summary(manifest.get("eval_set"))
     print(
         f"embedding cache: {config.data.embedding_cache}: {manifest['train_count']} training and "
         f"{manifest['eval_count']} held-out prompts, {evaluation} (in-training evaluation, "
@@ -54,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     if config.tracking.mlflow_uri:
         print(log_to_mlflow(config, manifest))
     return 0
+
+
+def _evaluation_summary(eval_set: dict | None) -> str:
+    """Where the manifest says the run's evaluation prompts are."""
+    if not eval_set:
+        return "no evaluation set"
+    where = f"{eval_set['from_shards']} held-out rows of the shards"
+    if eval_set["file"]:
+        where += f", {eval_set['file_rows']} in {eval_set['file']}"
+    return f"{eval_set['prompts']} evaluation prompts ({where})"
 
 
 def log_to_mlflow(config, manifest: dict) -> str:

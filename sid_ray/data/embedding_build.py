@@ -1,19 +1,25 @@
 """The embedding job: encode a run's prompts once, on a Ray Data actor pool, into the cache.
 
 `build_embedding_cache(config)` reads `data.prompts` (`sid_ray.data.prompt_sources`), cuts the
-list into shards of `data.embedding_shard_size` prompts, and sends the shards not on disk yet
-(and, with `eval.every_kimg` > 0, the run's evaluation prompts, given by the caller's `eval_prompts`, when their file
-is missing) to
-`data.embed_workers` actors (a GPU each with `train.use_gpu`, else a CPU). Each actor builds
-the adapter's text encoders once (no transformer, no VAE) and writes its shards itself, so embeddings go from the encoder to storage
-without passing through the driver. The driver shows a progress bar (prompts/s) and writes the
-manifest last: a folder without one is an unfinished build, which the next call resumes.
+list into shards of `data.embedding_shard_size` prompts, and sends the shards not on disk yet to
+`data.embed_workers` actors (a GPU each with `train.use_gpu`, else a CPU). Each actor builds the
+adapter's text encoders once (no transformer, no VAE) and writes its shards itself, so embeddings
+go from the encoder to storage without passing through the driver. The driver shows a progress
+bar (prompts/s) and writes the manifest last: a folder without one is an unfinished build, which
+the next call resumes.
+
+Each prompt is encoded once. With `eval.every_kimg` > 0 the run's in-training evaluation prompts
+(given by the caller's `eval_prompts`) are needed too: those that are held-out rows of the shards
+(a run with held-out prompts evaluates on them) are read from there; only the others (the
+teacher's fixed set, for a run without held-out prompts) are encoded, into an evaluation file
+named by them (`embedding_cache.eval_set_file`), when it is missing. None: no file.
 
 `ensure_embedding_cache(config)` is what the launcher calls: it returns the manifest when the
 folder holds this prompt list (and this run's evaluation prompts) encoded by this model, builds
 (or completes) it when it is missing or was built from other prompts, and refuses a cache of
 another model. In-training evaluation of a run on the cache reads the evaluation prompts'
-embeddings from it (`sid_ray.train.in_training_eval`): its workers hold no text encoder.
+embeddings from it (`sid_ray.train.cached_prompts.CachedPromptEncoder`): its workers hold no text
+encoder.
 """
 
 from __future__ import annotations
@@ -71,8 +77,9 @@ def count_truncated(adapter, prompts: list[str]) -> Counter:
 class ShardEncoder:
     """Ray Data actor UDF: builds the text encoders once; each row of a batch is a file to encode
     and write, relative to the cache folder: a shard (its rows split by hash, its truncation counts
-    in its metadata) or an evaluation set (every row "eval"). Returns per file its rows and
-    seconds (the driver's progress bar)."""
+    in its metadata) or an evaluation file (the evaluation prompts that are not held-out rows of
+    the shards, every row "eval"). Returns per file its rows and seconds (the driver's progress
+    bar)."""
 
     def __init__(self, config: RunConfig, folder: str):
         import torch
@@ -183,10 +190,9 @@ def build_embedding_cache(
     prompts = prompt_set.prompts
     plan = shard_plan(prompts, config.data.embedding_shard_size, config.data.eval_prompt_fraction)
     evaluates = config.eval.every_kimg > 0  # toy teachers encode no fixed evaluation set
-    held_out = split_prompts(prompts, config.data.eval_prompt_fraction)[1]
-    evaluation = _evaluation_set(config, held_out, eval_prompts) if evaluates else []
-    eval_file = cache.eval_set_file(evaluation)
-    for sub in (cache.SHARDS_DIR, cache.EVAL_DIR):
+    evaluation, extra = _evaluation_prompts(config, prompts, eval_prompts) if evaluates else ([], [])
+    eval_file = cache.eval_set_file(extra) if extra else None  # the shards hold the others
+    for sub in (cache.SHARDS_DIR, cache.EVAL_DIR) if eval_file else (cache.SHARDS_DIR,):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     size = config.data.embedding_shard_size
     tasks = [
@@ -199,18 +205,28 @@ def build_embedding_cache(
         if not (folder / cache.SHARDS_DIR / s["file"]).is_file()
     ]
     pending_shards = len(tasks)
-    if evaluates and not (folder / eval_file).is_file():
-        tasks.append({"file": eval_file, "split": "eval", "prompts": evaluation})
+    if eval_file and not (folder / eval_file).is_file():
+        tasks.append({"file": eval_file, "split": "eval", "prompts": extra})
     log(
         f"[embed] {prompt_set.summary()}; {len(plan)} shard(s), {len(plan) - pending_shards} already "
         f"written; encoding {pending_shards} and {len(tasks) - pending_shards} evaluation set(s) "
-        f"({len(evaluation)} prompts) on {config.data.embed_workers} actor(s) -> {folder}"
+        f"({len(evaluation)} evaluation prompts, {len(evaluation) - len(extra)} of them held-out rows "
+        f"of the shards) on {config.data.embed_workers} actor(s) -> {folder}"
     )
     start = time.perf_counter()
     encoded = _encode(config, folder, tasks)
     seconds = time.perf_counter() - start
     manifest = _manifest(config, folder, prompt_set, plan, seconds, encoded)
-    manifest["eval_set"] = {"file": eval_file, "rows": len(evaluation)} if evaluates else None
+    manifest["eval_set"] = (
+        {
+            "prompts": len(evaluation),  # the distinct prompts of the run's evaluation set
+            "from_shards": len(evaluation) - len(extra),  # read from the shards' held-out rows
+            "file": eval_file,  # the others' embeddings, or None when there are none
+            "file_rows": len(extra),
+        }
+        if evaluates
+        else None
+    )
     _remove_stale_shards(folder, plan)
     (folder / cache.MANIFEST).write_text(json.dumps(manifest, indent=1))
     rate = f", {encoded / seconds:.3g} prompts/s" if encoded else ""
@@ -278,6 +294,7 @@ def _manifest(
         "shards": [{"file": s["file"], "rows": i["rows"]} for s, i in zip(plan, infos, strict=True)],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(seconds, 3),
+        "encoded": encoded,  # prompts this build encoded (shards and evaluation file)
         "prompts_per_s": round(encoded / seconds, 3) if encoded else None,
     }
 
@@ -290,13 +307,20 @@ def _remove_stale_shards(folder: StoragePath, plan: list[dict]) -> None:
             path.unlink()
 
 
-def _evaluation_set(config: RunConfig, held_out: list[str], eval_prompts: EvalPrompts | None) -> list[str]:
+def _evaluation_prompts(
+    config: RunConfig, prompts: list[str], eval_prompts: EvalPrompts | None
+) -> tuple[list[str], list[str]]:
+    """(the distinct prompts of the run's evaluation set, those of them that are not held-out rows
+    of the shards: what the evaluation file encodes, in the set's order)."""
     if eval_prompts is None:
         raise ValueError(
-            "eval.every_kimg > 0: the embedding cache encodes the evaluation prompts too; pass "
+            "eval.every_kimg > 0: the embedding cache holds the evaluation prompts too; pass "
             "eval_prompts=sid_ray.eval.generator_eval.eval_prompt_list"
         )
-    return eval_prompts(config, held_out)
+    held_out = split_prompts(prompts, config.data.eval_prompt_fraction)[1]
+    evaluation = eval_prompts(config, held_out)
+    in_shards = set(held_out)
+    return evaluation, [p for p in evaluation if p not in in_shards]
 
 
 def ensure_embedding_cache(
@@ -311,14 +335,12 @@ def ensure_embedding_cache(
         cache.check_model(manifest, config.model, folder)
     prompt_set = run_prompt_set(config)
     hashes = [prompt_hash(p) for p in prompt_set.prompts]
+    evaluates = config.eval.every_kimg > 0
     if manifest is not None and manifest["prompts_sha"] == prompts_fingerprint(
         hashes, config.data.eval_prompt_fraction
     ):
-        held_out = split_prompts(prompt_set.prompts, config.data.eval_prompt_fraction)[1]
-        if (
-            config.eval.every_kimg <= 0
-            or (folder / cache.eval_set_file(_evaluation_set(config, held_out, eval_prompts))).is_file()
-        ):  # evaluation reads it
+        extra = _evaluation_prompts(config, prompt_set.prompts, eval_prompts)[1] if evaluates else []
+        if not extra or (folder / cache.eval_set_file(extra)).is_file():  # evaluation reads it
             log(f"[embed] cache hit: {manifest['train_count']} training prompts in {folder}")
             return manifest
         log(f"[embed] {folder} holds this run's prompts but not its evaluation prompts: encoding them")

@@ -3,10 +3,12 @@
 A cache folder (`data.embedding_cache`, written by `sid_ray.data.embedding_build`; a local or shared
 folder, or s3:// gs:// through pyarrow, `sid_ray.data.storage`):
 
-    manifest.json                  model and encoder identity, max length, dtype, counts, shards
+    manifest.json                  model and encoder identity, max length, dtype, counts, shards,
+                                   where the evaluation prompts are (`eval_set`)
     null.parquet                   the null condition (the empty prompt's embeddings), one row
     shards/shard-00000-<h>.parquet rows of (prompt_hash, prompt, split, emb:<key> ...)
-    eval/eval-<h>.parquet          the in-training evaluation's prompts (`eval_set_file`), same rows
+    eval/eval-<h>.parquet          the in-training evaluation's prompts that are not held-out rows
+                                   of the shards (`eval_set_file`), same rows; absent when none
 
 Each `emb:<key>` column holds one row's tensor of the adapter's `encode_prompts(...).tensors[key]`
 as raw bytes, in the dtype the encoders produced: the bytes are the tensor, so training from the
@@ -14,8 +16,11 @@ cache sees bit for bit what encoding in the loop gives. Every shard's parquet me
 layout ({key: shape, dtype}), so a shard is readable without the manifest. A shard's name carries
 a hash of its prompts: a resumed or repeated build skips shards that exist, whatever run wrote them.
 Rows keep the prompt list's order; `split` is "train" or "eval" (`prompt_sources.is_eval_prompt`).
-An evaluation set's file is named by its prompts (the distinct prompts of the run's evaluation set:
-its held-out prompts, or the teacher's fixed set), so runs that evaluate differently share a cache.
+Each prompt is encoded once. The run's evaluation set (its distinct prompts: its held-out prompts,
+or the teacher's fixed set when it has none) is read from the shards' "eval" rows where they hold
+it; the rest of it, usually the whole fixed set or nothing, is in an evaluation file named by
+those prompts, so runs that evaluate differently share a cache. The manifest's `eval_set` says
+{"prompts": n, "from_shards": rows read from the shards, "file": file or null, "file_rows": m}.
 """
 
 from __future__ import annotations
@@ -133,8 +138,11 @@ def decode_rows(layout: Layout, columns: dict[str, list[bytes] | np.ndarray]) ->
     out = {}
     for key, spec in layout.items():
         rows = columns[EMB_PREFIX + key]
-        data = np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else _join(rows)
         dtype = getattr(torch, spec["dtype"])
+        if len(rows) == 0:  # a filtered read that kept no row
+            out[key] = torch.empty(0, *spec["shape"], dtype=dtype)
+            continue
+        data = np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else _join(rows)
         flat = torch.from_numpy(data.reshape(-1).copy()).view(dtype)
         out[key] = flat.reshape(len(rows), *spec["shape"])
     return out
@@ -202,9 +210,15 @@ def eval_set_file(prompts: list[str]) -> str:
     return f"{EVAL_DIR}/eval-{digest}.parquet"
 
 
-def read_encoded(path: StoragePath | str | Path) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """A shard or evaluation file's prompts and their embeddings ({key: (n, ...) tensor})."""
+def read_encoded(
+    path: StoragePath | str | Path, filters: list[tuple] | None = None
+) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """A shard or evaluation file's prompts and their embeddings ({key: (n, ...) tensor}); with
+    `filters` (pyarrow's, e.g. [("split", "==", "eval")]) only the rows they keep: row groups
+    their statistics rule out are not read, the other rows are dropped before decoding."""
     path = StoragePath(path)
-    table = pq.read_table(path.path, filesystem=path.fs)
-    columns = {c: table[c].to_pylist() for c in table.column_names if c.startswith(EMB_PREFIX)}
-    return table["prompt"].to_pylist(), decode_rows(read_layout(path), columns)
+    layout = read_layout(path)
+    names = ["prompt", *(EMB_PREFIX + key for key in layout)]
+    table = pq.read_table(path.path, columns=names, filters=filters, filesystem=path.fs)
+    columns = {c: table[c].to_pylist() for c in names[1:]}
+    return table["prompt"].to_pylist(), decode_rows(layout, columns)

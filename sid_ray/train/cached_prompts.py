@@ -6,7 +6,10 @@ order, and sends the workers a config with `model.load_text_encoders=false`, so 
 a text encoder. Each worker then checks that its adapter tokenises to the cache's max length and
 that it built no text-encoder module, and turns stream rows into `EncodedPrompts`. The cache's
 held-out rows (`held_out_prompts`) are the run's evaluation prompts, and in-training evaluation
-takes their embeddings from the cache's evaluation set (`CachedPromptEncoder`).
+takes their embeddings from the cache (`CachedPromptEncoder`): those held-out rows of the shards
+(only the "eval" rows of the shards that have any are read), and the evaluation prompts that are
+not held out (the teacher's fixed set of a run without held-out prompts) from the evaluation file
+the embedding stage wrote for them. Each prompt is in the cache once.
 """
 
 from __future__ import annotations
@@ -116,20 +119,59 @@ def held_out_prompts(folder: str) -> list[str]:
     return out
 
 
+def read_held_out_rows(folder: str, prompts: list[str]) -> tuple[list[str], list[dict[str, torch.Tensor]]]:
+    """Those of `prompts` that are held-out rows of the cache's shards, and their embeddings (one
+    {key: tensor} per shard read): only shards with held-out rows are opened (their writer's
+    record), only their "eval" rows of `prompts` decoded, and reading stops once all are found."""
+    folder = StoragePath(folder)
+    manifest = cache.read_manifest(folder)
+    texts: list[str] = []
+    parts: list[dict[str, torch.Tensor]] = []
+    remaining = set(prompts)
+    if manifest is None or not manifest.get("eval_count"):
+        return texts, parts
+    for shard in manifest["shards"]:
+        if not remaining:
+            break
+        path = folder / cache.SHARDS_DIR / shard["file"]
+        info = cache.read_shard_info(path)
+        if info and info["rows"] == info["train_rows"]:
+            continue  # no held-out row
+        wanted = [("split", "==", "eval"), ("prompt", "in", sorted(remaining))]
+        found, tensors = cache.read_encoded(path, filters=wanted)
+        if found:
+            texts += found
+            parts.append(tensors)
+            remaining.difference_update(found)
+    return texts, parts
+
+
 class CachedPromptEncoder:
-    """The adapter, with `encode_prompts` answered from the cache's evaluation set instead of the
-    text encoders a cached run's workers do not hold; every other attribute is the adapter's."""
+    """The adapter, with `encode_prompts` answered from the cache instead of the text encoders a
+    cached run's workers do not hold; every other attribute is the adapter's. The evaluation
+    prompts that are held-out rows of the shards are read from there (`read_held_out_rows`), the
+    others from the evaluation file named by them (`eval_set_file`), which the embedding stage
+    wrote; the bytes are the encoders' output either way."""
 
     def __init__(self, adapter, folder: str, prompts: list[str]):
         self.adapter = adapter
-        path = StoragePath(folder) / cache.eval_set_file(prompts)
-        if not path.is_file():
-            raise ConfigError(
-                f"eval: {folder} holds no embeddings of this run's {len(prompts)} evaluation prompts "
-                f"({path.name}); the launcher encodes them when it checks the cache (jobs/embed.py "
-                "with this run's config does too), or set eval.every_kimg=0"
-            )
-        texts, self.tensors = cache.read_encoded(path)
+        prompts = list(dict.fromkeys(prompts))
+        texts, parts = read_held_out_rows(folder, prompts)
+        found = set(texts)
+        extra = [p for p in prompts if p not in found]  # as the embedding stage named their file
+        if extra:
+            path = StoragePath(folder) / cache.eval_set_file(extra)
+            if not path.is_file():
+                raise ConfigError(
+                    f"eval: {folder} holds no embeddings of this run's {len(prompts)} evaluation "
+                    f"prompts: {len(extra)} are not held-out rows of its shards, and {path.name} is "
+                    "missing; the launcher encodes them when it checks the cache (jobs/embed.py with "
+                    "this run's config does too), or set eval.every_kimg=0"
+                )
+            more, tensors = cache.read_encoded(path)
+            texts += more
+            parts.append(tensors)
+        self.tensors = {k: torch.cat([part[k] for part in parts]) for k in parts[0]} if parts else {}
         self.row = {text: i for i, text in enumerate(texts)}
         self.null = cache.read_null(folder)
 

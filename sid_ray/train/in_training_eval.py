@@ -8,7 +8,8 @@ zero and say little about convergence; FID does, so a sweep's scheduler stops on
 whose losses or FID turn non-finite or explode (`eval.max_loss`, `eval.max_fid`) is stopped as
 diverged instead of burning its remaining budget. A run trained from `data.embedding_cache`
 evaluates on the same prompts (the cache's held-out rows, else the teacher's fixed set), their
-embeddings read from the cache's evaluation set, which the embedding stage encoded.
+embeddings read from the cache (`CachedPromptEncoder`): the held-out rows of its shards, and the
+evaluation file the embedding stage encoded the others into.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""The embedding job on the tiny FLUX teacher: what it writes, resuming, refusing another model,
-and the training rows it serves in the prompt stream's order."""
+"""The embedding job on the tiny FLUX teacher: what it writes (each prompt once, the held-out rows
+serving in-training evaluation), resuming, refusing another model, and the training rows it serves
+in the prompt stream's order."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -19,6 +22,7 @@ from sid_ray.train.cached_prompts import CachedPromptEncoder, held_out_prompts
 from sid_ray.train.prompt_cycle import PromptCycle
 
 PROMPTS = [f"a photo of thing number {i}" for i in range(10)] + ["x" * 200]  # the last: over CLIP's 77
+EVALUATES_3 = ("eval.every_kimg=1", "eval.num_samples=3")  # three of the teacher's fixed prompts
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +77,9 @@ def test_cache_holds_the_encoders_bits_and_resumes(tmp_path, flux_folder, ray_lo
     for key, value in expected.tensors.items():
         assert torch.equal(encoded.conditioning.tensors[key], value), key  # bit for bit
         assert torch.equal(encoded.conditioning.null[key], expected.null[key]), key
-    # the held-out rows are the evaluation prompts: encoded into the evaluation set too, which a
-    # cached run's in-training evaluation reads instead of encoding, the encoders' bits as well
-    assert held_out_prompts(str(folder)) == held and manifest["eval_set"]["rows"] == len(held)
+    # the held-out rows are the evaluation prompts, which a cached run's in-training evaluation
+    # reads from the shards instead of encoding: the encoders' bits as well
+    assert held_out_prompts(str(folder)) == held and manifest["eval_set"]["from_shards"] == len(held)
     from_cache = CachedPromptEncoder(adapter, str(folder), held).encode_prompts(held)
     for key, value in adapter.encode_prompts(held).tensors.items():
         assert torch.equal(from_cache.tensors[key], value), key
@@ -97,12 +101,38 @@ def test_cache_holds_the_encoders_bits_and_resumes(tmp_path, flux_folder, ray_lo
     )
     assert "cache hit" in lines[0]
 
-    # a run that evaluates in training needs its evaluation set: only that is encoded
-    (folder / manifest["eval_set"]["file"]).unlink()
+
+@pytest.mark.ray
+def test_each_prompt_is_encoded_once_the_held_out_ones_serving_evaluation(tmp_path, flux_folder, ray_local):
+    config = embed_config(tmp_path, flux_folder, "eval.every_kimg=1")
+    lines, log = logged()
+    manifest = build_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)
+    folder = tmp_path / "cache"
+    train, held = split_prompts(PROMPTS, 0.25)
+    assert held and eval_prompt_list(config, held) == held  # the evaluation set: the held-out rows
+    # every prompt once: the shards' rows, and no evaluation file of the held-out prompts again
+    encoded = int(re.search(r"\] (\d+) prompt\(s\) encoded", lines[-1]).group(1))
+    assert encoded == len(PROMPTS)  # 11, not 11 + the 2 held-out prompts again
+    assert manifest["encoded"] == manifest["count"] == encoded
+    assert manifest["eval_set"] == {
+        "prompts": len(held),
+        "from_shards": len(held),
+        "file": None,
+        "file_rows": 0,
+    }
+    assert not list((folder / cache.EVAL_DIR).glob("*.parquet"))
+    # in-training evaluation reads the shards' held-out rows: the encoders' bits
+    adapter = build_adapter(config)
+    encoder = CachedPromptEncoder(adapter, str(folder), held)
+    from_cache = encoder.encode_prompts(held[::-1])
+    for key, value in adapter.encode_prompts(held[::-1]).tensors.items():
+        assert torch.equal(from_cache.tensors[key], value), key
+    # a training prompt is neither a held-out row nor in an evaluation file: refused, naming the folder
+    with pytest.raises(ConfigError, match=f"{folder} holds no embeddings of this run's {len(held) + 1} "):
+        CachedPromptEncoder(adapter, str(folder), [*held, train[0]])
     lines, log = logged()
     ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)
-    assert "not its evaluation prompts" in lines[0] and "encoding 0 and 1 evaluation set(s)" in lines[1]
-    assert (folder / manifest["eval_set"]["file"]).is_file()
+    assert "cache hit" in lines[0]  # no evaluation file needed
 
 
 @pytest.mark.ray
@@ -128,9 +158,25 @@ def test_cache_of_another_model_is_refused_naming_both(tmp_path, flux_folder, ra
 
 @pytest.mark.ray
 def test_cached_rows_follow_the_prompt_stream(tmp_path, flux_folder, ray_local):
-    config = embed_config(tmp_path, flux_folder, "data.eval_prompt_fraction=0")
-    build_embedding_cache(config, log=print, eval_prompts=eval_prompt_list)
+    config = embed_config(tmp_path, flux_folder, "data.eval_prompt_fraction=0", *EVALUATES_3)
+    manifest = build_embedding_cache(config, log=print, eval_prompts=eval_prompt_list)
     folder = tmp_path / "cache"
+    # nothing held out: the evaluation set is the teacher's fixed prompts, in their own file
+    fixed = eval_prompt_list(config, [])
+    assert len(fixed) == 3 and not set(fixed) & set(PROMPTS)
+    file = cache.eval_set_file(fixed)
+    assert manifest["encoded"] == len(PROMPTS) + 3
+    assert manifest["eval_set"] == {"prompts": 3, "from_shards": 0, "file": file, "file_rows": 3}
+    adapter = build_adapter(config)
+    from_cache = CachedPromptEncoder(adapter, str(folder), fixed).encode_prompts(fixed)
+    for key, value in adapter.encode_prompts(fixed).tensors.items():
+        assert torch.equal(from_cache.tensors[key], value), key
+    # a run that evaluates in training needs its evaluation file: only that is encoded again
+    (folder / file).unlink()
+    lines, log = logged()
+    assert ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)["encoded"] == 3
+    assert "not its evaluation prompts" in lines[0] and "encoding 0 and 1 evaluation set(s)" in lines[1]
+    assert (folder / file).is_file()
     cycle, reference = EmbeddingCycle(folder, seed=5), PromptCycle(PROMPTS, seed=5)
     assert cycle.take(7).texts == reference.take(7)
     assert cycle.take(9).texts == reference.take(9)  # across an epoch boundary: resumes exactly

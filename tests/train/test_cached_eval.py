@@ -1,11 +1,12 @@
 """In-training evaluation of a run trained from the embedding cache (issue 13).
 
-Its workers hold no text encoder: the embedding stage encodes the run's evaluation prompts into
-the cache too (`embedding_build.eval_prompts`), and evaluation reads their embeddings. On the
-digits teacher, a cached run with eval.every_kimg > 0 reports the same evaluation metrics as the
-same run encoding its prompts in the loop (its losses are bit-identical, its conditioning too),
-and its data counts reach its MLflow run at the start of training and the console before the
-first progress line.
+Its workers hold no text encoder: the embedding stage encodes the run's evaluation prompts that
+are not held-out rows of the shards (here nothing is held out: the digits' ten class prompts) into
+the cache's evaluation file (`embedding_build.eval_prompts`), and evaluation reads their
+embeddings. On the digits teacher, a cached run with eval.every_kimg > 0 reports the same
+evaluation metrics as the same run encoding its prompts in the loop (its losses are bit-identical,
+its conditioning too), and its data counts reach its MLflow run at the start of training and the
+console before the first progress line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from sid_ray.config import load_config
 from sid_ray.data import embedding_cache as cache
+from sid_ray.toys.digits_data import digit_prompt
 from sid_ray.train.launcher import launch
 from tests.local_ray import local_ray
 
@@ -90,7 +92,13 @@ def test_a_cached_run_evaluates_from_the_cache_as_an_encoding_run_does(tmp_path,
             assert got[iteration][key] == pytest.approx(value, rel=1e-6), (iteration, key)
 
     manifest = cache.read_manifest(folder)
-    assert manifest["eval_set"]["rows"] == 10  # the digits' ten class prompts
+    # nothing held out: the evaluation set is the digits' ten class prompts, all in the file
+    assert manifest["eval_set"] == {
+        "prompts": 10,
+        "from_shards": 0,
+        "file": cache.eval_set_file([digit_prompt(d) for d in range(10)]),
+        "file_rows": 10,
+    }
     assert (folder / manifest["eval_set"]["file"]).is_file()
     # the counts, before the first progress line and in the MLflow run from its first step
     assert "data: read files 1, lines 10, kept 10; truncated" in out

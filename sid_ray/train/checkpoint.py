@@ -23,7 +23,7 @@ import json
 import random
 import shutil
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import deepspeed
@@ -52,6 +52,10 @@ class TrainState:
     seed: int = 0  # seed of the noise, k and prompt streams
     k_stream: str = "sid-k/{seed}/{iteration}"  # how k is derived (documentation for readers)
     mlflow_run_id: str = ""
+    # the metrics reported with this checkpoint: a run started again after its last checkpoint
+    # reports them again, so that Ray Tune sees the finished trial of a sweep resumed after an
+    # interrupt as finished (its last record of the trial may predate that checkpoint)
+    reported: dict = field(default_factory=dict)
 
     def advance_to(self, iterations_done: int, batch_size: int) -> None:
         """The counters after `iterations_done` iterations of `batch_size` images."""

@@ -92,6 +92,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     reporter.say(attention, *trainee.notes)
     # held-out prompts (by hash) the launcher removed from the training stream
     evaluator = InTrainingEval.create(config, trainee.adapter, loop_config.get("eval_prompts"), trainee.dtype)
+    if state.iteration >= total_iterations and state.reported:
+        reporter.ended(state.reported, state.kimg)  # started again after its last checkpoint
     batches = rank_batches(config, rank, state.iteration)
     for done, metrics in iterations(config, trainee, batches, state.iteration, total_iterations):
         state.advance_to(done, train.batch_size)
@@ -226,6 +228,16 @@ class Reporter:
             self.tracker.mark_diverged(message)
             self.tracker = None
 
+    def ended(self, reported: dict, kimg: float) -> None:
+        """A run started again after its last checkpoint: its last row once more, to the driver
+        and to Ray Train, whose callers' record of the run may predate that checkpoint (Tune's,
+        when a sweep resumes after an interrupt, would call the finished trial stopped early).
+        MLflow has the row already. Collective: every rank reports."""
+        row = {**reported, "resumed_from_kimg": kimg}
+        if self.rank == 0:
+            self._put(row)
+        ray.train.report(row)
+
     def finish(self, evaluator: InTrainingEval | None) -> None:
         if evaluator is not None:
             self.say(evaluator.summary())  # its share of the run's wall time
@@ -252,6 +264,7 @@ def _save_and_report(
     pipeline folder straight into the run folder (rank 0), outside the checkpoints, and logs the
     export to MLflow."""
     nets, rank = trainee.nets, reporter.rank
+    state.reported = {k: v for k, v in row.items() if isinstance(v, int | float | str | bool)}
     pipeline = Path(config.output_dir) / config.name / checkpoint.EXPORT_DIR / checkpoint.PIPELINE_DIR
 
     def write(folder: Path) -> None:

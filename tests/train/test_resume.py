@@ -122,3 +122,9 @@ def test_same_run_name_resumes(ray_cluster, reference, tmp_path):
     print(f"restarted by name at iteration {TOTAL_ITERATIONS // 2}: |G - G_ref|/|G_ref| = {relative:.2e}")
     assert relative <= GENERATOR_RTOL
     assert Path(full.run_dir, "config.yaml").is_file()
+    # started once more after its last checkpoint (as a sweep resumed after Ctrl-C restarts a
+    # trial that finished after Tune's last record of it): it reports where it ended
+    again = launch(_config(tmp_path, "again"), show_progress=False)
+    assert len(again.rows) == 1 and again.rows[0]["resumed_from_kimg"] == pytest.approx(full.rows[-1]["kimg"])
+    ended = ("iteration", "kimg", "loss/fake", "loss/generator")
+    assert {k: again.rows[0][k] for k in ended} == {k: full.rows[-1][k] for k in ended}

@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers import CLIPModel, CLIPProcessor
 
 from sid_ray.config.schema import ConfigError
 from sid_ray.eval.clip_score import LocalCLIPScore
-from sid_ray.models.tiny.common import clip_tokenizer
+from sid_ray.models.tiny.eval_files import write_tiny_clip
 
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    tokenizer = clip_tokenizer()
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 77,
-            "bos_token_id": len(tokenizer) - 2,
-            "eos_token_id": len(tokenizer) - 1,
-            "pad_token_id": len(tokenizer) - 1,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    model = CLIPModel(config)
-    with torch.no_grad():
-        # a random CLIP's image and text embeddings are nearly orthogonal, and torchmetrics floors
-        # the mean score at 0; a shared component (equal final-norm biases, equal projections)
-        # makes the scores positive, so the test sees them, while inputs still move them
-        model.vision_model.post_layernorm.bias.fill_(1.0)
-        model.text_model.final_layer_norm.bias.fill_(1.0)
-        model.text_projection.weight.copy_(model.visual_projection.weight)
-    model.save_pretrained(folder, safe_serialization=True)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def reference_clip_score(folder, images: torch.Tensor, prompts: list[str]) -> float:

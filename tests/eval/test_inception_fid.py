@@ -17,28 +17,9 @@ from PIL import Image
 
 from sid_ray.eval.fid import InceptionFeatures, frechet_distance_of_features
 from sid_ray.eval.reference_stats import ReferenceStats, fid_against
+from sid_ray.models.tiny.eval_files import write_random_inception
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def random_inception_weights(path: Path, seed: int) -> Path:
-    """torch-fidelity's InceptionV3, randomly initialised, its state dict saved like the release."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class Unloaded(FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, *args, **kwargs):  # keep the random init
-            return None
-
-    empty = path.with_suffix(".empty")
-    torch.save({}, empty)
-    torch.manual_seed(seed)
-    net = Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    for module in net.modules():  # running statistics away from (0, 1), as trained ones are
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    torch.save(net.state_dict(), path)
-    return path
 
 
 def write_images(folder: Path, count: int, seed: int) -> torch.Tensor:
@@ -56,7 +37,7 @@ def write_images(folder: Path, count: int, seed: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return random_inception_weights(tmp_path_factory.mktemp("inception") / "pt_inception.pth", seed=0)
+    return write_random_inception(tmp_path_factory.mktemp("inception") / "pt_inception.pth", seed=0)
 
 
 def test_inception_features_come_from_the_weights_file(weights, tmp_path):
@@ -64,7 +45,7 @@ def test_inception_features_come_from_the_weights_file(weights, tmp_path):
     features = InceptionFeatures(weights).eval()(images)
     assert features.shape == (3, 2048) and torch.isfinite(features).all()
     assert features.std() > 0
-    other = InceptionFeatures(random_inception_weights(tmp_path / "other.pth", seed=1)).eval()(images)
+    other = InceptionFeatures(write_random_inception(tmp_path / "other.pth", seed=1)).eval()(images)
     assert not torch.allclose(features, other)  # the file's weights are used, not a fixed init
 
 

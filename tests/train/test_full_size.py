@@ -23,7 +23,15 @@ from sid_ray.config import load_config
 FLUX_DEV_PARAMETERS = 11.9e9
 
 
-def full_size_config(tmp_path: Path, model: str, resolution: int, use_gpu: bool, kimg: float, export: bool):
+def full_size_config(
+    tmp_path: Path,
+    model: str,
+    resolution: int,
+    use_gpu: bool,
+    kimg: float,
+    export: bool,
+    extra: tuple[str, ...] = (),
+):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red fox in the snow\na city at night\nan old map of the sea\n")
     return load_config(
@@ -52,20 +60,26 @@ def full_size_config(tmp_path: Path, model: str, resolution: int, use_gpu: bool,
             f"train.export_pipeline={str(export).lower()}",
             "optim.generator_lr=1e-5",
             "optim.fake_lr=1e-5",
+            *extra,
             # more settings for a GPU run, e.g. GPU_TEST_SET="train.attention_backend=cudnn"
             *os.environ.get("GPU_TEST_SET", "").split(),
         ],
     )
 
 
-def train_resume_export(tmp_path: Path, model: str, resolution: int, use_gpu: bool):
+def train_resume_export(
+    tmp_path: Path, model: str, resolution: int, use_gpu: bool, extra: tuple[str, ...] = ()
+):
     """Two iterations and a checkpoint; then the same name again: resume, a third, the export."""
     from sid_ray.train.launcher import launch
 
-    first = launch(full_size_config(tmp_path, model, resolution, use_gpu, 0.002, False), show_progress=True)
+    config = full_size_config(tmp_path, model, resolution, use_gpu, 0.002, False, extra)
+    first = launch(config, show_progress=True)
     assert [row["iteration"] for row in first.rows] == [1, 2]
     assert first.checkpoint_path is not None
-    second = launch(full_size_config(tmp_path, model, resolution, use_gpu, 0.003, True), show_progress=True)
+    second = launch(
+        full_size_config(tmp_path, model, resolution, use_gpu, 0.003, True, extra), show_progress=True
+    )
     assert [row["iteration"] for row in second.rows] == [3]
     assert second.rows[0]["resumed_from_kimg"] == pytest.approx(0.002)
     for row in first.rows + second.rows:
@@ -105,11 +119,16 @@ def test_flux_dev_shared_base_lora_on_one_gpu(tmp_path):
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster
+    # GPU_TEST_CACHED_EVAL=1: from an embedding cache, with in-training evaluation (the CPU test below)
+    cached_eval = os.environ.get("GPU_TEST_CACHED_EVAL") == "1"
+    extra = cached_evaluation_settings(tmp_path) if cached_eval else ()
     ray.init(address="local", include_dashboard=False)
     try:
-        first, second = train_resume_export(tmp_path, "flux-dev", 512, use_gpu=True)
+        first, second = train_resume_export(tmp_path, "flux-dev", 512, True, extra)
     finally:
         ray.shutdown()
+    if cached_eval:
+        check_cached_evaluation(tmp_path, first, second)
     for row in first.rows + second.rows:
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         assert row["gpu_mem_peak_gb"] < 75  # fits an 80 GB GPU
@@ -121,3 +140,41 @@ def test_flux_dev_shared_base_lora_on_one_gpu(tmp_path):
 def test_tiny_flux_shared_base_lora_resumes_and_exports_on_cpu(tmp_path, ray_cluster):
     _, second = train_resume_export(tmp_path, "flux-tiny", 32, use_gpu=False)
     check_export(second, None)
+
+
+def cached_evaluation_settings(tmp_path: Path) -> tuple[str, ...]:
+    """Train from an embedding cache and evaluate in training on the held-out prompt ("an old map
+    of the sea" at this fraction) with stand-ins for the evaluation's downloaded files."""
+    from sid_ray.models.tiny.eval_files import write_eval_files
+
+    files = write_eval_files(tmp_path / "eval-files")
+    return (
+        f"data.embedding_cache={tmp_path / 'embeddings'}",
+        "data.eval_prompt_fraction=0.4",
+        "eval.every_kimg=0.002",
+        "eval.num_samples=2",
+        "eval.batch_size=1",
+        "eval.grid_samples=2",
+        *(f"{k}={v}" for k, v in files.items()),
+    )
+
+
+def check_cached_evaluation(tmp_path: Path, first, second) -> None:
+    manifest = json.loads((tmp_path / "embeddings" / "manifest.json").read_text())
+    assert (manifest["count"], manifest["eval_count"], manifest["encoded"]) == (3, 1, 3)  # each prompt once
+    assert manifest["eval_set"] == {"prompts": 1, "from_shards": 1, "file": None, "file_rows": 0}
+    evaluated = [row for row in first.rows + second.rows if "eval_fid" in row]
+    assert [row["iteration"] for row in evaluated] == [2, 3]  # at 0.002 kimg and at the run's end
+    for row in evaluated:
+        assert math.isfinite(row["eval_fid"]) and row["eval_num_samples"] == 2, row
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_tiny_flux_trains_from_the_cache_and_evaluates_held_out_prompts_on_cpu(tmp_path, ray_cluster):
+    """The tiny FLUX: the cached run's workers evaluate on the held-out prompt's embeddings, read
+    from the cache's shards (the GPU test runs the same settings at full size: GPU_TEST_SET)."""
+    first, second = train_resume_export(
+        tmp_path, "flux-tiny", 32, False, cached_evaluation_settings(tmp_path)
+    )
+    check_cached_evaluation(tmp_path, first, second)

@@ -44,7 +44,7 @@ def test_inception_features_come_from_the_weights_file(weights, tmp_path):
     images = torch.rand(3, 3, 64, 64)
     features = InceptionFeatures(weights).eval()(images)
     assert features.shape == (3, 2048) and torch.isfinite(features).all()
-    assert features.std() > 0
+    assert features.std(dim=0).mean() > 1e-4  # images get different features (FID can tell sets apart)
     other = InceptionFeatures(write_random_inception(tmp_path / "other.pth", seed=1)).eval()(images)
     assert not torch.allclose(features, other)  # the file's weights are used, not a fixed init
 

@@ -83,8 +83,14 @@ def write_random_inception(path: str | Path, seed: int = 0) -> Path:
     torch.save({}, empty)
     torch.manual_seed(seed)
     net = Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    for module in net.modules():  # running statistics away from (0, 1), as trained ones are
-        if isinstance(module, torch.nn.BatchNorm2d):
+    for module in net.modules():
+        # He-initialised convolutions: with torch's default init the signal fades through the 94
+        # layers and every image gets the same features (spread 1e-9), so FID would be 0 always
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        if isinstance(
+            module, torch.nn.BatchNorm2d
+        ):  # running statistics away from (0, 1), as trained ones are
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     torch.save(net.state_dict(), path)

@@ -209,7 +209,7 @@ def build_embedding_cache(
         tasks.append({"file": eval_file, "split": "eval", "prompts": extra})
     log(
         f"[embed] {prompt_set.summary()}; {len(plan)} shard(s), {len(plan) - pending_shards} already "
-        f"written; encoding {pending_shards} and {len(tasks) - pending_shards} evaluation set(s) "
+        f"written; encoding {pending_shards} shard(s) and {len(tasks) - pending_shards} evaluation file(s) "
         f"({len(evaluation)} evaluation prompts, {len(evaluation) - len(extra)} of them held-out rows "
         f"of the shards) on {config.data.embed_workers} actor(s) -> {folder}"
     )

@@ -175,7 +175,10 @@ def test_cached_rows_follow_the_prompt_stream(tmp_path, flux_folder, ray_local):
     (folder / file).unlink()
     lines, log = logged()
     assert ensure_embedding_cache(config, log=log, eval_prompts=eval_prompt_list)["encoded"] == 3
-    assert "not its evaluation prompts" in lines[0] and "encoding 0 and 1 evaluation set(s)" in lines[1]
+    assert (
+        "not its evaluation prompts" in lines[0]
+        and "encoding 0 shard(s) and 1 evaluation file(s)" in lines[1]
+    )
     assert (folder / file).is_file()
     cycle, reference = EmbeddingCycle(folder, seed=5), PromptCycle(PROMPTS, seed=5)
     assert cycle.take(7).texts == reference.take(7)

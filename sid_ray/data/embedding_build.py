@@ -217,16 +217,7 @@ def build_embedding_cache(
     encoded = _encode(config, folder, tasks)
     seconds = time.perf_counter() - start
     manifest = _manifest(config, folder, prompt_set, plan, seconds, encoded)
-    manifest["eval_set"] = (
-        {
-            "prompts": len(evaluation),  # the distinct prompts of the run's evaluation set
-            "from_shards": len(evaluation) - len(extra),  # read from the shards' held-out rows
-            "file": eval_file,  # the others' embeddings, or None when there are none
-            "file_rows": len(extra),
-        }
-        if evaluates
-        else None
-    )
+    manifest["eval_set"] = _eval_set_record(evaluation, extra, eval_file) if evaluates else None
     _remove_stale_shards(folder, plan)
     (folder / cache.MANIFEST).write_text(json.dumps(manifest, indent=1))
     rate = f", {encoded / seconds:.3g} prompts/s" if encoded else ""
@@ -305,6 +296,16 @@ def _remove_stale_shards(folder: StoragePath, plan: list[dict]) -> None:
     for path in (folder / cache.SHARDS_DIR).glob("*.parquet"):
         if path.name not in keep:
             path.unlink()
+
+
+def _eval_set_record(evaluation: list[str], extra: list[str], eval_file: str | None) -> dict:
+    """The manifest's word on where the run's evaluation prompts are."""
+    return {
+        "prompts": len(evaluation),  # the distinct prompts of the run's evaluation set
+        "from_shards": len(evaluation) - len(extra),  # read from the shards' held-out rows
+        "file": eval_file,  # the others' embeddings, or None when there are none
+        "file_rows": len(extra),
+    }
 
 
 def _evaluation_prompts(

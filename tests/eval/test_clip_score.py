@@ -8,7 +8,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from sid_ray.config.schema import ConfigError
 from sid_ray.eval.clip_score import LocalCLIPScore
-from sid_ray.models.tiny.eval_files import write_tiny_clip
+from sid_ray.eval.stand_in_files import write_tiny_clip
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from sid_ray.eval.fid import InceptionFeatures, frechet_distance_of_features
 from sid_ray.eval.reference_stats import ReferenceStats, fid_against
-from sid_ray.models.tiny.eval_files import write_random_inception
+from sid_ray.eval.stand_in_files import write_random_inception
 
 ROOT = Path(__file__).resolve().parents[2]
 

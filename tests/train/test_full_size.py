@@ -145,7 +145,7 @@ def test_tiny_flux_shared_base_lora_resumes_and_exports_on_cpu(tmp_path, ray_clu
 def cached_evaluation_settings(tmp_path: Path) -> tuple[str, ...]:
     """Train from an embedding cache and evaluate in training on the held-out prompt ("an old map
     of the sea" at this fraction) with stand-ins for the evaluation's downloaded files."""
-    from sid_ray.models.tiny.eval_files import write_eval_files
+    from sid_ray.eval.stand_in_files import write_eval_files
 
     files = write_eval_files(tmp_path / "eval-files")
     return (

@@ -8,7 +8,7 @@ test use a tiny CLIP with the real classes, an InceptionV3 with random weights s
 release's format, and reference statistics of random images under it. The scores mean nothing;
 the code path that computes them is the real one.
 
-    python -m sid_ray.models.tiny.eval_files OUT    # writes OUT/{clip,pt_inception.pth,reference.safetensors}
+    python -m sid_ray.eval.stand_in_files OUT    # writes OUT/{clip,pt_inception.pth,reference.safetensors}
                                                     # and prints the three eval.* settings
 """
 
@@ -128,5 +128,5 @@ def write_eval_files(folder: str | Path) -> dict[str, str]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m sid_ray.models.tiny.eval_files OUT")
+        sys.exit("usage: python -m sid_ray.eval.stand_in_files OUT")
     print(" ".join(f"{k}={v}" for k, v in write_eval_files(sys.argv[1]).items()))

@@ -99,50 +99,50 @@ def cached_batches(config: RunConfig) -> Iterator[tuple[cache.EncodedPrompts, No
     return ((cycle.take(config.train.batch_size), None) for _ in itertools.count())
 
 
+def held_out_shards(folder: str) -> Iterator[StoragePath]:
+    """The cache's shards that hold held-out rows (split "eval"), in the prompt list's order; a
+    shard's writer records its train rows, so shards without any are skipped unopened."""
+    folder = StoragePath(folder)
+    manifest = cache.read_manifest(folder)
+    if manifest is None or not manifest.get("eval_count"):
+        return
+    for shard in manifest["shards"]:
+        path = folder / cache.SHARDS_DIR / shard["file"]
+        info = cache.read_shard_info(path)
+        if not info or info["rows"] > info["train_rows"]:
+            yield path
+
+
 def held_out_prompts(folder: str) -> list[str]:
     """The cache's held-out prompts (split "eval", by hash), in the prompt list's order: never
     trained on, they are the run's evaluation prompts, as `split_prompts` gives them for a run
     that encodes in the loop."""
-    folder = StoragePath(folder)
-    manifest = cache.read_manifest(folder)
-    if manifest is None or not manifest.get("eval_count"):
-        return []
     out = []
-    for shard in manifest["shards"]:
-        path = folder / cache.SHARDS_DIR / shard["file"]
-        table = pq.read_table(path.path, columns=["prompt", "split"], filesystem=path.fs)
-        out += [
-            p
-            for p, split in zip(table["prompt"].to_pylist(), table["split"].to_pylist(), strict=True)
-            if split == "eval"
-        ]
+    for path in held_out_shards(folder):
+        table = pq.read_table(
+            path.path, columns=["prompt"], filters=[("split", "==", "eval")], filesystem=path.fs
+        )
+        out += table["prompt"].to_pylist()
     return out
 
 
 def read_held_out_rows(folder: str, prompts: list[str]) -> tuple[list[str], list[dict[str, torch.Tensor]]]:
     """Those of `prompts` that are held-out rows of the cache's shards, and their embeddings (one
-    {key: tensor} per shard read): only shards with held-out rows are opened (their writer's
-    record), only their "eval" rows of `prompts` decoded, and reading stops once all are found."""
-    folder = StoragePath(folder)
-    manifest = cache.read_manifest(folder)
+    {key: tensor} per shard read): only shards with held-out rows are opened, only their "eval"
+    rows of `prompts` decoded, and reading stops once all are found."""
     texts: list[str] = []
     parts: list[dict[str, torch.Tensor]] = []
     remaining = set(prompts)
-    if manifest is None or not manifest.get("eval_count"):
-        return texts, parts
-    for shard in manifest["shards"]:
-        if not remaining:
-            break
-        path = folder / cache.SHARDS_DIR / shard["file"]
-        info = cache.read_shard_info(path)
-        if info and info["rows"] == info["train_rows"]:
-            continue  # no held-out row
+    shards = held_out_shards(folder) if remaining else iter(())
+    for path in shards:
         wanted = [("split", "==", "eval"), ("prompt", "in", sorted(remaining))]
         found, tensors = cache.read_encoded(path, filters=wanted)
         if found:
             texts += found
             parts.append(tensors)
             remaining.difference_update(found)
+        if not remaining:
+            break  # the next shard's record is not even read
     return texts, parts
 
 

@@ -7,6 +7,8 @@ set -euo pipefail
 mkdir -p .git/info
 PATH="$PWD/.venv/bin:$PATH" ../shared/tools/device-wheels
 .venv/bin/python -m pip download -q --no-deps -d .whl pytest==9.2.0 pluggy iniconfig
+# the image's peft differs from the pin (../shared/GPU.md)
+.venv/bin/python -m pip download -q --no-deps -d .whl peft==0.21.2
 .venv/bin/python -c "
 import numpy as np; from sklearn.datasets import load_digits
 d = load_digits(); np.savez_compressed('.whl/digits.npz', images=d.images, target=d.target)"

@@ -149,7 +149,14 @@ class SiDConfig:
         "share of the generator loss's gradient that flows back through the roll-out's steps before "
         "the last (0 = SID.md: only the last step is trained by each update). With k_law last, 0.1 "
         "trains the earlier steps to place the K-step output's modes (benchmarks/results/"
-        "2026-12-03-few-step-probes.md); the roll-out's activations are then kept for all K steps",
+        "2026-12-03-few-step-probes.md)",
+    )
+    earlier_steps_recompute: bool = option(
+        True,
+        "with earlier_steps_gradient > 0: keep only each earlier step's input and recompute its "
+        "forward in the generator update's backward (one more G forward per earlier step) instead "
+        "of holding all K steps' activations at once (FLUX.1-dev at 1024 x 2 ran out of an H200's "
+        "140 GB that way; benchmarks/results/flux-dev_h200_2026-12-02.md)",
     )
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
         "fresh",

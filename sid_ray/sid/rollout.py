@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity
 
@@ -71,6 +72,7 @@ def rollout(
     generator: torch.Generator | None = None,
     grad_last_step: bool = False,
     earlier_steps_gradient: float = 0.0,
+    earlier_steps_recompute: bool = False,
 ) -> torch.Tensor:
     """Run k = `num_steps` steps of the K = `max_steps` step generator from noise z.
 
@@ -79,7 +81,9 @@ def rollout(
     (the G update) and otherwise runs under no_grad. Steps before the last build none (SID.md 3)
     unless `earlier_steps_gradient` > 0: then the G update's gradient also flows back through
     them, scaled by that share at each earlier step's output (the forward values are unchanged;
-    the roll-out's activations are then kept for all k steps, not one).
+    the roll-out's activations are then kept for all k steps, not one, unless
+    `earlier_steps_recompute`: then each earlier step keeps only its input and its forward runs
+    again in the backward, so the steps' activations live one at a time).
     """
     if not 1 <= num_steps <= max_steps:
         raise ValueError(f"num_steps must be in 1..{max_steps}, got {num_steps}")
@@ -104,7 +108,11 @@ def rollout(
         last = i == num_steps - 1
         through = grad_last_step and (last or earlier_steps_gradient > 0)
         with torch.set_grad_enabled(through):
-            x0_hat = x0_from_velocity(x_t, t_i, velocity(x_t, t_vec))
+            if through and not last and earlier_steps_recompute:
+                v = checkpoint(velocity, x_t, t_vec, use_reentrant=False)
+            else:
+                v = velocity(x_t, t_vec)
+            x0_hat = x0_from_velocity(x_t, t_i, v)
             if through and not last and earlier_steps_gradient != 1.0:
                 x0_hat = x0_hat.detach() + earlier_steps_gradient * (x0_hat - x0_hat.detach())
     return x0_hat

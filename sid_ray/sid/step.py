@@ -53,6 +53,7 @@ class SiDSettings:
     rollout_noise: str
     # share of G's gradient that flows back through the roll-out's earlier steps (0 = SID.md)
     earlier_steps_gradient: float
+    earlier_steps_recompute: bool  # recompute those steps in the backward instead of keeping them
     time_law: object  # an object with .sample(batch, generator, device) -> t (B,)
     weighting: str
     alpha: float
@@ -136,6 +137,7 @@ def _draw_rollout(generator: VelocityModel, mb: MicroBatch, settings: SiDSetting
         g,
         grad_last_step=grad,
         earlier_steps_gradient=settings.earlier_steps_gradient,
+        earlier_steps_recompute=settings.earlier_steps_recompute,
     )
 
 

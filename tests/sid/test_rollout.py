@@ -103,6 +103,53 @@ def test_the_earlier_steps_gradient_share_scales_the_paths_through_them(noise):
     assert not torch.isclose(g1, g0)  # the earlier step's path does carry gradient
 
 
+class Mlp(torch.nn.Module):
+    """A velocity with activations worth keeping (Recorder's are only its inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)
+        ).double()
+        self.calls = 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        return self.net(torch.cat([x, t.view(-1, 1)], dim=1))
+
+
+def _saved_and_grads(recompute: bool) -> tuple[int, int, list[torch.Tensor]]:
+    """Elements autograd keeps for the backward (outside recomputed regions), forward calls, grads."""
+    model = Mlp()
+    z = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda x: kept.append(x.numel()) or x, lambda x: x):
+        out = rollout(
+            model,
+            z,
+            4,
+            4,
+            "fresh",
+            torch.Generator().manual_seed(5),
+            True,
+            0.1,
+            earlier_steps_recompute=recompute,
+        )
+    (out**2).sum().backward()
+    return sum(kept), model.calls, [p.grad for p in model.parameters()]
+
+
+def test_recomputing_the_earlier_steps_gives_the_same_gradient_and_keeps_less():
+    kept, calls, grads = _saved_and_grads(recompute=False)
+    kept_recomputed, calls_recomputed, grads_recomputed = _saved_and_grads(recompute=True)
+    for plain, recomputed in zip(grads, grads_recomputed, strict=True):
+        torch.testing.assert_close(recomputed, plain, rtol=0, atol=0)
+    # the 3 earlier steps run again in the backward; their activations are no longer held
+    assert (calls, calls_recomputed) == (4, 7)
+    assert kept_recomputed < kept / 2, (kept_recomputed, kept)
+
+
 def test_no_graph_at_all_without_grad_last_step():
     model = Recorder()
     out = rollout(model, torch.randn(2, 2, dtype=torch.float64), 4, 4)

@@ -55,6 +55,15 @@ rollout_module = sys.modules["sid_ray.sid.rollout"]
 current_k = [1]  # this iteration's k, for the loss-time probe
 
 
+def shifted_times(shift: float):
+    """A `rollout_times` with t_i = 1 - i/K shifted to s t / (1 + (s - 1) t) (SD3's time shift)."""
+
+    def times(num_steps: int) -> list[float]:
+        return [shift * t / (1 + (shift - 1) * t) for t in (1 - i / num_steps for i in range(num_steps))]
+
+    return times
+
+
 def _order(key: str, ks: list[int]) -> list[int]:
     g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
     return [ks[i] for i in torch.randperm(len(ks), generator=g).tolist()]
@@ -144,10 +153,7 @@ def main() -> None:
     total = math.ceil(config.train.total_kimg * 1000 / config.train.batch_size)
     step_module.draw_num_steps = law_of_k(args.law, total, config.sid.k_block)
     if args.times_shift != 1.0:
-        s = args.times_shift
-        rollout_module.rollout_times = lambda n: [
-            s * t / (1 + (s - 1) * t) for t in (1 - i / n for i in range(n))
-        ]
+        rollout_module.rollout_times = shifted_times(args.times_shift)
     if args.last_step_gradient_power:
         step_module.rollout = last_step_gradient_scaled(args.last_step_gradient_power)
     if args.loss_time == "below-last-step":

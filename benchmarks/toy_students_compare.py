@@ -10,6 +10,9 @@ draws are printed beside the exact-vs-exact floor and the teacher's 4-step Euler
     python benchmarks/few_step_probes.py --teacher gmm-d3 --steps 1 --save one.pt
     python benchmarks/few_step_probes.py --teacher gmm-d3 --save four.pt
     python benchmarks/toy_students_compare.py --teacher gmm-d3 one.pt:1 four.pt:4 --samples 16000 --draws 4
+
+A student trained with `few_step_probes.py --times-shift S` is named FILE:STEPS:S, so that its
+roll-out runs at the shifted times it was trained on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.few_step_probes import rollout_module, shifted_times  # noqa: E402
 from benchmarks.toy_gmm import toy_config  # noqa: E402
 from sid_ray.eval.toy_metrics import (  # noqa: E402
     energy_distance,
@@ -53,10 +57,13 @@ def main() -> None:
     mixture = adapter.mixture
     null = torch.full((args.samples,), mixture.num_classes)
     cond = label_conditioning(null, mixture.num_classes)
-    students = [
-        (name, int(steps), torch.load(name, weights_only=False))
-        for name, steps in (g.rsplit(":", 1) for g in args.generators)
-    ]
+    students = []
+    for spec in args.generators:
+        name, steps, *shift = spec.split(":")
+        students.append(
+            (name, int(steps), float(shift[0]) if shift else 1.0, torch.load(name, weights_only=False))
+        )
+    default_times = rollout_module.rollout_times
     rows: dict[str, dict[str, list[float]]] = {}
     for draw in range(args.draws):
         truth = mixture.sample(null, torch.Generator().manual_seed(1000 + draw)).float()
@@ -64,9 +71,11 @@ def main() -> None:
         scored = {"floor (exact vs exact)": (other, None)}
         euler = teacher_euler_samples(adapter.teacher, 4, cond, mixture.dim, 500 + draw)
         scored["4-step Euler (teacher)"] = (euler, None)
-        for name, steps, generator in students:
+        for name, steps, shift, generator in students:
+            rollout_module.rollout_times = default_times if shift == 1.0 else shifted_times(shift)
             x = generator_samples(generator, steps, cond, mixture.dim, 500 + draw)
-            scored[f"{name} ({steps}-step)"] = (
+            rollout_module.rollout_times = default_times
+            scored[f"{name} ({steps}-step{f', times shift {shift:g}' if shift != 1.0 else ''})"] = (
                 x,
                 worst_relative_mass_error(x, mixture, mixture.marginal_weights),
             )

@@ -87,13 +87,21 @@ def _activations(config: RunConfig, arch: Architecture, weight: int) -> float:
     stored, full = arch.blocks * per_block, arch.blocks * BLOCK_ACTIVATION_WIDTHS * per_block
     model = config.model
     if not model.gradient_checkpointing:
-        return 3 * full
-    recompute = BLOCK_ACTIVATION_WIDTHS * per_block  # the one block being recomputed
-    if model.checkpoint_policy == "frozen":
+        g, others = full, 2 * full
+    elif model.checkpoint_policy == "frozen":
         # G keeps its activations but in checkpoint_trained_share of its blocks; T and F are checkpointed
         share = model.checkpoint_trained_share
-        return (1 - share) * full + share * stored + 2 * stored + recompute
-    return 3 * stored + recompute
+        g, others = (1 - share) * full + share * stored, 2 * stored + BLOCK_ACTIVATION_WIDTHS * per_block
+    else:
+        g, others = stored, 2 * stored + BLOCK_ACTIVATION_WIDTHS * per_block  # + the block recomputed
+    return g * _generator_steps_held(config.sid) + others
+
+
+def _generator_steps_held(sid) -> int:
+    """Roll-out steps whose G activations are live at once in G's backward: the last one, or all
+    K when a gradient share flows back through the earlier steps and they are not recomputed."""
+    held = sid.earlier_steps_gradient > 0 and not sid.earlier_steps_recompute
+    return sid.num_steps if held else 1
 
 
 def _zero3_working_set(arch: Architecture, weight: int, engines: int) -> float:
@@ -170,7 +178,8 @@ def _fits_with(config: RunConfig, gpu_memory_gib: float, arch: Architecture, **c
         model = dataclasses.replace(model, lora=dataclasses.replace(model.lora, **sections["model.lora"]))
     model = dataclasses.replace(model, **sections.get("model", {}))
     train = dataclasses.replace(train, **sections.get("train", {}))
-    changed = dataclasses.replace(config, model=model, train=train)
+    sid = dataclasses.replace(config.sid, **sections.get("sid", {}))
+    changed = dataclasses.replace(config, model=model, train=train, sid=sid)
     return plan_for(changed, train.num_workers, arch).fits(gpu_memory_gib)
 
 
@@ -202,11 +211,14 @@ def what_to_change(config: RunConfig, gpu_memory_gib: float, arch: Architecture)
     if micro:
         hints.append(f"train.micro_batch_size={micro}")
     for path, value in (
+        ("sid.earlier_steps_recompute", True),
         ("model.gradient_checkpointing", True),
         ("model.checkpoint_policy", "all"),
         ("model.lora.mode", "shared_base"),
     ):
-        section = config.model.lora if path.startswith("model.lora") else config.model
+        section = {"model.lora": config.model.lora, "model": config.model, "sid": config.sid}[
+            path.rsplit(".", 1)[0]
+        ]
         if getattr(section, path.rsplit(".", 1)[1]) == value:
             continue
         if _fits_with(config, gpu_memory_gib, arch, **{path: value}):

@@ -40,7 +40,7 @@ import pytest
 from sid_ray.config import load_config
 from sid_ray.config.schema import ConfigError
 from sid_ray.models.architecture import describe
-from sid_ray.train.memory_plan import GIB, check_fits, plan_for, smallest_gpu_count
+from sid_ray.train.memory_plan import GIB, check_fits, plan_for, smallest_gpu_count, what_to_change
 
 ROOT = Path(__file__).resolve().parents[2]
 BF16 = ["model.dtype=bfloat16", "train.mixed_precision=bf16", "model.gradient_checkpointing=true"]
@@ -126,6 +126,22 @@ def test_plan_is_within_ten_percent_of_the_measured_peaks(name, resolution, micr
         f"model.checkpoint_trained_share={share or 0}",
     )
     assert plan_for(config, gpus=1).total == pytest.approx(measured, rel=0.10)
+
+
+def test_the_few_step_gradient_share_is_planned_as_measured_with_and_without_recompute():
+    """FLUX.1-dev 1024 x 2, frozen + 0.5, k_law last, earlier_steps_gradient 0.1 (session 16 of
+    flux-dev_h200_2026-12-02.md): 65.7 GiB with the earlier steps recomputed; without, out of
+    the H200's 139.8 GiB at the first iteration."""
+    settings = ("model.checkpoint_policy=frozen", "model.checkpoint_trained_share=0.5")
+    settings += ("sid.k_law=last", "sid.earlier_steps_gradient=0.1")
+    recomputed = run_config("flux-dev", "shared_base", 1024, 2, *settings)
+    held = run_config("flux-dev", "shared_base", 1024, 2, *settings, "sid.earlier_steps_recompute=false")
+    assert plan_for(recomputed, gpus=1).total == pytest.approx(65.7, rel=0.10)
+    assert plan_for(held, gpus=1).total > 139.8
+    assert "sid.earlier_steps_recompute=true" in what_to_change(held, 139.8, describe(held.model))
+    assert "sid.earlier_steps_recompute=true" not in what_to_change(
+        recomputed, 80, describe(recomputed.model)
+    )
 
 
 def test_smallest_gpu_count_of_the_shipped_flux_config():

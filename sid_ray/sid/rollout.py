@@ -107,12 +107,13 @@ def rollout(
         t_vec = torch.full((batch,), t_i, device=z.device, dtype=z.dtype)
         last = i == num_steps - 1
         through = grad_last_step and (last or earlier_steps_gradient > 0)
+        earlier_with_grad = through and not last
         with torch.set_grad_enabled(through):
-            if through and not last and earlier_steps_recompute:
+            if earlier_with_grad and earlier_steps_recompute:
                 v = checkpoint(velocity, x_t, t_vec, use_reentrant=False)
             else:
                 v = velocity(x_t, t_vec)
             x0_hat = x0_from_velocity(x_t, t_i, v)
-            if through and not last and earlier_steps_gradient != 1.0:
+            if earlier_with_grad and earlier_steps_gradient != 1.0:
                 x0_hat = x0_hat.detach() + earlier_steps_gradient * (x0_hat - x0_hat.detach())
     return x0_hat

@@ -87,14 +87,15 @@ def _activations(config: RunConfig, arch: Architecture, weight: int) -> float:
     stored, full = arch.blocks * per_block, arch.blocks * BLOCK_ACTIVATION_WIDTHS * per_block
     model = config.model
     if not model.gradient_checkpointing:
-        g, others = full, 2 * full
-    elif model.checkpoint_policy == "frozen":
+        return full * _generator_steps_held(config.sid) + 2 * full
+    recompute = BLOCK_ACTIVATION_WIDTHS * per_block  # the one block being recomputed
+    if model.checkpoint_policy == "frozen":
         # G keeps its activations but in checkpoint_trained_share of its blocks; T and F are checkpointed
         share = model.checkpoint_trained_share
-        g, others = (1 - share) * full + share * stored, 2 * stored + BLOCK_ACTIVATION_WIDTHS * per_block
+        g = (1 - share) * full + share * stored
     else:
-        g, others = stored, 2 * stored + BLOCK_ACTIVATION_WIDTHS * per_block  # + the block recomputed
-    return g * _generator_steps_held(config.sid) + others
+        g = stored
+    return g * _generator_steps_held(config.sid) + 2 * stored + recompute
 
 
 def _generator_steps_held(sid) -> int:
@@ -216,10 +217,9 @@ def what_to_change(config: RunConfig, gpu_memory_gib: float, arch: Architecture)
         ("model.checkpoint_policy", "all"),
         ("model.lora.mode", "shared_base"),
     ):
-        section = {"model.lora": config.model.lora, "model": config.model, "sid": config.sid}[
-            path.rsplit(".", 1)[0]
-        ]
-        if getattr(section, path.rsplit(".", 1)[1]) == value:
+        section_path, name = path.rsplit(".", 1)
+        section = {"model.lora": config.model.lora, "model": config.model, "sid": config.sid}[section_path]
+        if getattr(section, name) == value:
             continue
         if _fits_with(config, gpu_memory_gib, arch, **{path: value}):
             hints.append(f"{path}={str(value).lower()}")

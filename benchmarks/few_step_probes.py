@@ -18,6 +18,7 @@ that helped is the config option `sid.earlier_steps_gradient` (`--set sid.earlie
     python benchmarks/few_step_probes.py --teacher gmm-d3 --last-step-gradient-power 1  # x 1/t_last
     python benchmarks/few_step_probes.py --teacher gmm-d3 --loss-time below-last-step
     python benchmarks/few_step_probes.py --teacher gmm-d3 --set sid.k_law=last  # any config override
+    python benchmarks/few_step_probes.py --teacher gmm-d3 --width 512           # wider F and G
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from sid_ray.eval.toy_metrics import (  # noqa: E402
 )
 from sid_ray.models.registry import build_adapter  # noqa: E402
 from sid_ray.sid.flow import gaussian_noise, interpolate  # noqa: E402
+from sid_ray.toys.gaussian_mixture_adapter import GaussianMixtureAdapter  # noqa: E402
 
 # `sid_ray.sid` re-exports the function `rollout`, which hides the module of that name
 rollout_module = sys.modules["sid_ray.sid.rollout"]
@@ -147,7 +149,11 @@ def main() -> None:
     parser.add_argument("--loss-time", default="full", choices=["full", "below-last-step"])
     parser.add_argument("--set", action="append", default=[], help="config overrides")
     parser.add_argument("--save", default=None, help="torch.save the trained generator here")
+    parser.add_argument("--width", type=int, default=256, help="the F and G MLPs' width (capacity probe)")
     args = parser.parse_args()
+
+    if args.width != 256:  # the adapter's MLP width; the teacher fit's cache key includes it
+        GaussianMixtureAdapter.__init__.__defaults__ = (None, None, args.width, 4)
 
     config = toy_config(args.steps, teacher=args.teacher, extra=args.set)
     total = math.ceil(config.train.total_kimg * 1000 / config.train.batch_size)
@@ -182,7 +188,7 @@ def main() -> None:
         spreads += f" | spread after k steps {per_k_spreads}"
     print(
         f"RESULT {args.teacher} steps {args.steps} law {args.law} shift {args.times_shift:g} last-step gradient power {args.last_step_gradient_power:g} "
-        f"loss-time {args.loss_time} {' '.join(args.set)} | ED {energy_distance(x, truth):.4f} | "
+        f"loss-time {args.loss_time} width {args.width} {' '.join(args.set)} | ED {energy_distance(x, truth):.4f} | "
         f"mass err {mass_error:.3f} | {per_k}spread/true std {spreads} | {seconds:.0f} s",
         flush=True,
     )

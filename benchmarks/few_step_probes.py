@@ -24,6 +24,8 @@ that helped is the config option `sid.earlier_steps_gradient` (`--set sid.earlie
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import math
 import sys
 import time
@@ -55,6 +57,7 @@ from sid_ray.toys.gaussian_mixture_adapter import GaussianMixtureAdapter  # noqa
 # `sid_ray.sid` re-exports the function `rollout`, which hides the module of that name
 rollout_module = sys.modules["sid_ray.sid.rollout"]
 current_k = [1]  # this iteration's k, for the loss-time probe
+ADAPTER_WIDTH = inspect.signature(GaussianMixtureAdapter.__init__).parameters["width"].default
 
 
 def shifted_times(shift: float):
@@ -149,11 +152,14 @@ def main() -> None:
     parser.add_argument("--loss-time", default="full", choices=["full", "below-last-step"])
     parser.add_argument("--set", action="append", default=[], help="config overrides")
     parser.add_argument("--save", default=None, help="torch.save the trained generator here")
-    parser.add_argument("--width", type=int, default=256, help="the F and G MLPs' width (capacity probe)")
+    parser.add_argument(
+        "--width", type=int, default=ADAPTER_WIDTH, help="the F and G MLPs' width (capacity probe)"
+    )
     args = parser.parse_args()
 
-    if args.width != 256:  # the adapter's MLP width; the teacher fit's cache key includes it
-        GaussianMixtureAdapter.__init__.__defaults__ = (None, None, args.width, 4)
+    if args.width != ADAPTER_WIDTH:  # the teacher fit's cache key includes the width
+        init = GaussianMixtureAdapter.__init__
+        GaussianMixtureAdapter.__init__ = functools.partialmethod(init, width=args.width)
 
     config = toy_config(args.steps, teacher=args.teacher, extra=args.set)
     total = math.ceil(config.train.total_kimg * 1000 / config.train.batch_size)

@@ -28,8 +28,10 @@ SAMPLES = 16000
 # student 0.0022 against the 1-step one's 0.0018, gmm-d8's worst mode 26.7% off.
 # At training seeds 1 and 2 gmm-ring and gmm-d8 clear every bar and gmm-d3 trails by 0.0004-0.0008
 # (2026-12-04, section "Session 16"). A faster G, two F updates, alpha and wider networks move both
-# students together and clear no miss without opening another (sections "Session 17" and "Session 18"). Remove these
-# marks when the recipe clears them at every seed (benchmarks/results/2026-12-03-few-step-probes.md).
+# students together and clear no miss without opening another (section "Session 17"); the weighting
+# (1-t)/t moves them apart but wins gmm-d3 at some seeds only and loses the ring (section "Session
+# 18"). Remove these marks when the recipe clears them at every seed
+# (benchmarks/results/2026-12-03-few-step-probes.md).
 OPEN = pytest.mark.xfail(reason="issue 17 open: one bar missed by a seed-noise margin", strict=False)
 TEACHERS = ["gmm-d2", "gmm-d3", "gmm-d5"] + [pytest.param(t, marks=OPEN) for t in ("gmm-ring", "gmm-d8")]
 

@@ -48,28 +48,13 @@ UNCONDITIONAL = [""]
 TRUTH_SEED, OTHER_SEED, SAMPLE_SEED = 99, 7, 1
 
 
-# What the 1-step student adds to the recipe: two F updates per G update. A 1-step G starts
-# collapsed (its copy of the exact teacher maps all of z to E[x0] at t = 1), and where the
-# unfolding map puts its pinwheel centre is decided by the fit's error and the early noise; with
-# one F update per G update 2 of the 4 fits measured leave the centre off the origin, the sector
-# masses skewed and bridges between the modes (1-step energy distance ~0.011, over the bar); with
-# two, F tracks the moving G closely enough that every draw measured got 0.0021-0.0028. SiD's losses
-# and fixed point are unchanged (sid.fake_updates: more F steps per G step); the K-step students
-# keep one (it was not needed for K = 4 with sid.k_block). Measured on the ring only: the
-# generated teachers' 1-step students (tests/toys/test_few_step_quality.py) keep the recipe as
-# written. benchmarks/results/2026-12-02-toy-1step.md
-PER_STEPS = {1: ["sid.fake_updates=2"]}
-
-
 def toy_config(num_steps: int, kimg: float | None = None, extra: list[str] = (), teacher: str | None = None):
-    """The recipe on one process (on the ring, with PER_STEPS' additions for `num_steps`);
-    `kimg` overrides its length, `teacher` its model.name (a registered name or a 'gmm:'
-    generator spec), `extra` anything else."""
+    """The recipe on one process for a `num_steps`-step student (the same recipe for every K and
+    teacher); `kimg` overrides its length, `teacher` its model.name (a registered name or a
+    'gmm:' generator spec), `extra` anything else."""
     length = [] if kimg is None else [f"train.total_kimg={kimg}"]
     model = [] if teacher is None else [f"model.name={teacher}"]
-    ring = teacher in (None, "gmm-ring")
-    steps = [f"sid.num_steps={num_steps}", *(PER_STEPS.get(num_steps, []) if ring else [])]
-    return load_config(RECIPE, [*SINGLE_PROCESS, *model, *steps, *length, *extra])
+    return load_config(RECIPE, [*SINGLE_PROCESS, *model, f"sid.num_steps={num_steps}", *length, *extra])
 
 
 def references(adapter, samples: int):

@@ -147,9 +147,9 @@ class SiDConfig:
     earlier_steps_gradient: float = option(
         0.0,
         "share of the generator loss's gradient that flows back through the roll-out's steps before "
-        "the last (0 = SID.md: only the last step is trained by each update). With k_law last, 0.1 "
-        "trains the earlier steps to place the K-step output's modes (benchmarks/results/"
-        "2026-12-03-few-step-probes.md)",
+        "the last (0 = SID.md: only the last step is trained by each update). With k_law last, 0.1-0.2 "
+        "trains the earlier steps to place the K-step output's modes (configs/gmm_ring.yaml: 0.2; "
+        "benchmarks/results/2026-12-03-few-step-probes.md)",
     )
     earlier_steps_recompute: bool = option(
         True,

@@ -38,7 +38,7 @@ def references():
 @pytest.mark.parametrize("num_steps", [4, 1])
 def test_sid_student_recovers_every_mode_and_beats_4_step_euler(references, num_steps):
     adapter, null, truth, euler4_distance = references
-    # the recipe (configs/gmm_ring.yaml) on one process; K = 1 adds toy_gmm.PER_STEPS (2 F updates)
+    # the recipe (configs/gmm_ring.yaml) on one process, the same for both students
     config = toy_config(num_steps)
     result = run_local(config, prompts=UNCONDITIONAL, log=None, write_config=False)
     samples = generator_samples(result.generator, num_steps, null, 2, seed=1)

@@ -41,12 +41,13 @@ def mode_tails(samples: torch.Tensor, mixture: GaussianMixture) -> dict[str, tor
     owner = responsibility.argmax(dim=1)
     owned = [scaled_d2[owner == m, m] for m in range(weights.numel())]
     nan = torch.tensor(float("nan"), dtype=x.dtype)
+    mass = responsibility.mean(0)
     return {
-        "mass_error": responsibility.mean(0) / weights - 1,
+        "mass_error": mass / weights - 1,
         "median_d2": torch.stack([d.median() if d.numel() else nan for d in owned]),
         "beyond_3": torch.stack([(d > 3).to(x.dtype).mean() if d.numel() else nan for d in owned]),
         "far_mass": (responsibility * (scaled_d2 > 2)).mean(0),
-        "mass": responsibility.mean(0),
+        "mass": mass,
     }
 
 

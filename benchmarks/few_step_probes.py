@@ -2,12 +2,13 @@
 
 Each probe swaps one piece of the shipped method (`sid_ray.sid.step`, `sid_ray.sid.rollout`)
 for a variant, trains one student with the toy recipe (benchmarks/toy_gmm.py: configs/gmm_ring.yaml
-on one process, 500 kimg, seed 0) and prints one RESULT line: the K-step output's energy distance
+on one process, its length, seed 0) and prints one RESULT line: the K-step output's energy distance
 and worst mode-mass error, the distance after every k = 1..K roll-out steps, and, per mode, the
 spread of the K-step output against the true standard deviation (a last step that contracts the
 modes shows there). Research code: the variants are patched in here, not config options, because
-none of them cleared issue 17's bars (benchmarks/results/2026-12-03-few-step-probes.md). The one
-that helped is the config option `sid.earlier_steps_gradient` (`--set sid.earlier_steps_gradient=A`).
+none of them cleared issue 17's bars (benchmarks/results/2026-12-03-few-step-probes.md). Those
+that helped became config options: `sid.earlier_steps_gradient` (`--set sid.earlier_steps_gradient=A`)
+and `sid.rollout_time_shift` (`--times-shift S` is `--set sid.rollout_time_shift=S`).
 
     python benchmarks/few_step_probes.py --teacher gmm-d3                       # the recipe
     python benchmarks/few_step_probes.py --teacher gmm-d3 --steps 1             # the 1-step student
@@ -15,6 +16,7 @@ that helped is the config option `sid.earlier_steps_gradient` (`--set sid.earlie
     python benchmarks/few_step_probes.py --teacher gmm-d3 --law k-weight:3      # k = K 3 times a round
     python benchmarks/few_step_probes.py --teacher gmm-d3 --law k-last-tail:0.25
     python benchmarks/few_step_probes.py --teacher gmm-d3 --times-shift 3       # t -> 3t / (1 + 2t)
+    python benchmarks/few_step_probes.py --teacher gmm-d3 --times-shift 1       # SID.md's 1 - i/K
     python benchmarks/few_step_probes.py --teacher gmm-d3 --last-step-gradient-power 1  # x 1/t_last
     python benchmarks/few_step_probes.py --teacher gmm-d3 --loss-time below-last-step
     python benchmarks/few_step_probes.py --teacher gmm-d3 --set sid.k_law=last  # any config override
@@ -60,15 +62,6 @@ current_k = [1]  # this iteration's k, for the loss-time probe
 ADAPTER_WIDTH = inspect.signature(GaussianMixtureAdapter.__init__).parameters["width"].default
 
 
-def shifted_times(shift: float):
-    """A `rollout_times` with t_i = 1 - i/K shifted to s t / (1 + (s - 1) t) (SD3's time shift)."""
-
-    def times(num_steps: int) -> list[float]:
-        return [shift * t / (1 + (shift - 1) * t) for t in (1 - i / num_steps for i in range(num_steps))]
-
-    return times
-
-
 def _order(key: str, ks: list[int]) -> list[int]:
     g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
     return [ks[i] for i in torch.randperm(len(ks), generator=g).tolist()]
@@ -97,7 +90,7 @@ def law_of_k(spec: str, total: int, block_size: int):
     return draw
 
 
-def last_step_gradient_scaled(power: float):
+def last_step_gradient_scaled(power: float, time_shift: float):
     """The shipped roll-out with the G update's gradient scaled by t_last^-power at the last
     step's output (the forward value unchanged)."""
     shipped = step_module.rollout
@@ -106,7 +99,7 @@ def last_step_gradient_scaled(power: float):
         x0_hat = shipped(velocity, z, num_steps, max_steps, *args, grad_last_step=grad_last_step, **kwargs)
         if not grad_last_step:
             return x0_hat
-        scale = rollout_module.rollout_times(max_steps)[num_steps - 1] ** -power
+        scale = rollout_module.rollout_times(max_steps, time_shift)[num_steps - 1] ** -power
         return x0_hat.detach() + (x0_hat - x0_hat.detach()) * scale
 
     return rollout
@@ -145,7 +138,12 @@ def main() -> None:
     parser.add_argument(
         "--law", default="shipped", help="shipped | k-closes-rounds | k-weight:N | k-last-tail:F"
     )
-    parser.add_argument("--times-shift", type=float, default=1.0, help="roll-out times s t / (1 + (s - 1) t)")
+    parser.add_argument(
+        "--times-shift",
+        type=float,
+        default=None,
+        help="sid.rollout_time_shift: roll-out times s t / (1 + (s - 1) t)",
+    )
     parser.add_argument(
         "--last-step-gradient-power", type=float, default=0.0, help="scale G's gradient by t_last^-P"
     )
@@ -161,13 +159,14 @@ def main() -> None:
         init = GaussianMixtureAdapter.__init__
         GaussianMixtureAdapter.__init__ = functools.partialmethod(init, width=args.width)
 
+    if args.times_shift is not None:
+        args.set.append(f"sid.rollout_time_shift={args.times_shift}")
     config = toy_config(args.steps, teacher=args.teacher, extra=args.set)
+    shift = config.sid.rollout_time_shift
     total = math.ceil(config.train.total_kimg * 1000 / config.train.batch_size)
     step_module.draw_num_steps = law_of_k(args.law, total, config.sid.k_block)
-    if args.times_shift != 1.0:
-        rollout_module.rollout_times = shifted_times(args.times_shift)
     if args.last_step_gradient_power:
-        step_module.rollout = last_step_gradient_scaled(args.last_step_gradient_power)
+        step_module.rollout = last_step_gradient_scaled(args.last_step_gradient_power, shift)
     if args.loss_time == "below-last-step":
         step_module._noised = noised_below_last_step
 
@@ -179,21 +178,21 @@ def main() -> None:
     seconds = time.time() - start
     if args.save:
         torch.save(generator, args.save)
-    x = generator_samples(generator, args.steps, cond, mixture.dim, SAMPLE_SEED)
+    x = generator_samples(generator, args.steps, cond, mixture.dim, SAMPLE_SEED, shift)
     mass_error = worst_relative_mass_error(x, mixture, mixture.marginal_weights)
     per_k = ""
     if args.steps > 1:
-        distances, mixed = per_step_distances(generator, args.steps, cond, truth)
+        distances, mixed = per_step_distances(generator, args.steps, cond, truth, shift)
         per_k = f"after k steps {' '.join(f'{d:.4f}' for d in distances)} (mixture {mixed:.4f}) | "
     spreads = " ".join(
         f"{a:.3f}/{b:.3f}" for a, b in zip(mode_spreads(x, mixture), mixture.stds.tolist(), strict=True)
     )
     if args.steps > 1:  # where the modes widen or narrow along the roll-out
-        outputs = per_step_samples(generator, args.steps, cond, mixture.dim, SAMPLE_SEED)
+        outputs = per_step_samples(generator, args.steps, cond, mixture.dim, SAMPLE_SEED, shift)
         per_k_spreads = "; ".join(" ".join(f"{a:.3f}" for a in mode_spreads(o, mixture)) for o in outputs)
         spreads += f" | spread after k steps {per_k_spreads}"
     print(
-        f"RESULT {args.teacher} steps {args.steps} law {args.law} shift {args.times_shift:g} last-step gradient power {args.last_step_gradient_power:g} "
+        f"RESULT {args.teacher} steps {args.steps} law {args.law} shift {shift:g} last-step gradient power {args.last_step_gradient_power:g} "
         f"loss-time {args.loss_time} width {args.width} {' '.join(args.set)} | ED {energy_distance(x, truth):.4f} | "
         f"mass err {mass_error:.3f} | {per_k}spread/true std {spreads} | {seconds:.0f} s",
         flush=True,

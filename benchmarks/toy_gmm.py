@@ -66,9 +66,11 @@ def references(adapter, samples: int):
     return label_conditioning(null, mixture.num_classes), truth, other
 
 
-def per_step_distances(generator, num_steps: int, cond, truth: torch.Tensor) -> tuple[list[float], float]:
+def per_step_distances(
+    generator, num_steps: int, cond, truth: torch.Tensor, time_shift: float = 1.0
+) -> tuple[list[float], float]:
     """Energy distance of the k-step output for k = 1..K, and of their uniform mixture."""
-    outputs = per_step_samples(generator, num_steps, cond, truth.shape[1], SAMPLE_SEED)
+    outputs = per_step_samples(generator, num_steps, cond, truth.shape[1], SAMPLE_SEED, time_shift)
     pick = torch.randperm(num_steps * truth.shape[0], generator=torch.Generator().manual_seed(3))
     mixture = torch.cat(outputs)[pick[: truth.shape[0]]]
     return [energy_distance(x, truth) for x in outputs], energy_distance(mixture, truth)
@@ -101,8 +103,9 @@ def main() -> None:
         config = toy_config(k, args.kimg, args.set, args.teacher)
         result = run_local(config, prompts=UNCONDITIONAL, write_config=False)
         name = f"SiD {k}-step ({config.train.total_kimg:g} kimg, {result.seconds:.0f} s)"
-        rows[name] = generator_samples(result.generator, k, null_cond, dim, SAMPLE_SEED)
-        per_step[name] = per_step_distances(result.generator, k, null_cond, truth)
+        shift = config.sid.rollout_time_shift
+        rows[name] = generator_samples(result.generator, k, null_cond, dim, SAMPLE_SEED, shift)
+        per_step[name] = per_step_distances(result.generator, k, null_cond, truth, shift)
     for steps in (4, 32):
         rows[f"exact teacher, {steps} Euler steps"] = teacher_euler_samples(
             adapter.teacher, steps, null_cond, dim, SAMPLE_SEED

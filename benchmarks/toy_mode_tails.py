@@ -69,7 +69,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--teacher", required=True)
-    parser.add_argument("generators", nargs="*", metavar="FILE:STEPS", help="torch.save'd generators")
+    parser.add_argument(
+        "generators",
+        nargs="*",
+        metavar="FILE:STEPS[:SHIFT]",
+        help="torch.save'd generators (SHIFT: sid.rollout_time_shift)",
+    )
     parser.add_argument("--samples", type=int, default=64000)
     args = parser.parse_args()
 
@@ -78,9 +83,11 @@ def main() -> None:
     cond = label_conditioning(null, mixture.num_classes)
     print(tail_report("exact", mixture.sample(null, torch.Generator().manual_seed(SAMPLE_SEED)), mixture))
     for spec in args.generators:
-        path, steps = spec.rsplit(":", 1)
+        path, steps, *shift = spec.split(":")
         generator = torch.load(path, weights_only=False)
-        samples = generator_samples(generator, int(steps), cond, mixture.dim, SAMPLE_SEED)
+        samples = generator_samples(
+            generator, int(steps), cond, mixture.dim, SAMPLE_SEED, float(shift[0]) if shift else 1.0
+        )
         print(tail_report(f"{Path(path).name} ({steps}-step)", samples, mixture))
 
 

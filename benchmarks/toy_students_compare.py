@@ -11,8 +11,8 @@ draws are printed beside the exact-vs-exact floor and the teacher's 4-step Euler
     python benchmarks/few_step_probes.py --teacher gmm-d3 --save four.pt
     python benchmarks/toy_students_compare.py --teacher gmm-d3 one.pt:1 four.pt:4 --samples 16000 --draws 4
 
-A student trained with `few_step_probes.py --times-shift S` is named FILE:STEPS:S, so that its
-roll-out runs at the shifted times it was trained on.
+A student trained with `sid.rollout_time_shift` S (`few_step_probes.py --times-shift S`) is named
+FILE:STEPS:S, so that its roll-out runs at the shifted times it was trained on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.few_step_probes import rollout_module, shifted_times  # noqa: E402
 from benchmarks.toy_gmm import toy_config  # noqa: E402
 from sid_ray.eval.toy_metrics import (  # noqa: E402
     energy_distance,
@@ -63,7 +62,6 @@ def main() -> None:
         students.append(
             (name, int(steps), float(shift[0]) if shift else 1.0, torch.load(name, weights_only=False))
         )
-    default_times = rollout_module.rollout_times
     rows: dict[str, dict[str, list[float]]] = {}
     for draw in range(args.draws):
         truth = mixture.sample(null, torch.Generator().manual_seed(1000 + draw)).float()
@@ -72,9 +70,7 @@ def main() -> None:
         euler = teacher_euler_samples(adapter.teacher, 4, cond, mixture.dim, 500 + draw)
         scored["4-step Euler (teacher)"] = (euler, None)
         for name, steps, shift, generator in students:
-            rollout_module.rollout_times = default_times if shift == 1.0 else shifted_times(shift)
-            x = generator_samples(generator, steps, cond, mixture.dim, 500 + draw)
-            rollout_module.rollout_times = default_times
+            x = generator_samples(generator, steps, cond, mixture.dim, 500 + draw, shift)
             scored[f"{name} ({steps}-step{f', times shift {shift:g}' if shift != 1.0 else ''})"] = (
                 x,
                 worst_relative_mass_error(x, mixture, mixture.marginal_weights),

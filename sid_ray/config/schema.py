@@ -158,6 +158,14 @@ class SiDConfig:
         "of holding all K steps' activations at once (FLUX.1-dev at 1024 x 2 ran out of an H200's "
         "140 GB that way; benchmarks/results/flux-dev_h200_2026-12-02.md)",
     )
+    rollout_time_shift: float = option(
+        1.0,
+        "s: the roll-out's step times are s u / (1 + (s - 1) u) with u = 1 - i/K (SD3's time "
+        "shift; 1 = SID.md). Below 1 the later steps sit nearer the data (0.5, K = 4: t = 1, 0.6, "
+        "0.33, 0.14): on the exact teachers a 4-step G then leaves fewer samples between modes, "
+        "but loses distance on gmm-d3 (benchmarks/results/2026-12-03-few-step-probes.md). "
+        "Evaluation, sampling and the exported pipeline use the same times",
+    )
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
         "fresh",
         "noise of roll-out steps after the first: fresh N(0, I), the first z, or DDIM's implied noise",
@@ -200,6 +208,8 @@ class SiDConfig:
         _require(self.time_law_std > 0, f"{path}.time_law_std", "must be positive")
         share = self.earlier_steps_gradient
         _require(0 <= share <= 1, f"{path}.earlier_steps_gradient", f"must be in [0, 1], got {share}")
+        shift = self.rollout_time_shift
+        _require(shift > 0, f"{path}.rollout_time_shift", f"must be positive, got {shift}")
         _require(self.fake_updates >= 1, f"{path}.fake_updates", f"must be >= 1, got {self.fake_updates}")
         _require(
             self.weighting in WEIGHTINGS,

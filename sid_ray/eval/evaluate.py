@@ -80,27 +80,35 @@ def ancestral_sampler(model: FlowModel, num_steps: int, guidance: float = 1.0, s
 
 
 def generator_sampler(
-    model: FlowModel, num_steps: int, max_steps: int | None = None, guidance: float = 1.0, seed: int = 0
+    model: FlowModel,
+    num_steps: int,
+    max_steps: int | None = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    time_shift: float = 1.0,
 ) -> Sampler:
     """The distilled generator: k = `num_steps` of its K = `max_steps` roll-out (SID.md 3).
 
     `num_steps < max_steps` evaluates the first k steps of the K-step generator (its 1-step
     output is x0_hat after t = 1); the fresh noise of later steps comes from a generator seeded
-    with `seed` anew for every call, so the same batches give the same images.
+    with `seed` anew for every call, so the same batches give the same images. `time_shift` is the
+    run's `sid.rollout_time_shift`.
     """
     max_steps = max_steps or num_steps
 
     def sample(cond: TensorConditioning, z: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device=z.device).manual_seed(seed)
         if num_steps == max_steps:
-            return sid_sample(model, z, cond, num_steps, guidance=guidance, generator=gen)
+            return sid_sample(
+                model, z, cond, num_steps, guidance=guidance, generator=gen, time_shift=time_shift
+            )
         from sid_ray.sid.rollout import rollout
 
         def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model.guided_velocity(x_t, t, cond, guidance)
 
         with torch.no_grad():
-            return rollout(velocity, z, num_steps, max_steps, generator=gen)
+            return rollout(velocity, z, num_steps, max_steps, generator=gen, time_shift=time_shift)
 
     return sample
 

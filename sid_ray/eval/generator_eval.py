@@ -65,7 +65,14 @@ def sample_chunk(
 ) -> torch.Tensor:
     """Images (n, 3, H, W) in [0, 1] of the generator's K-step roll-out for one chunk."""
     K = config.sid.num_steps
-    sampler = generator_sampler(generator, K, K, config.sid.generator_guidance, seed=config.eval.seed)
+    sampler = generator_sampler(
+        generator,
+        K,
+        K,
+        config.sid.generator_guidance,
+        seed=config.eval.seed,
+        time_shift=config.sid.rollout_time_shift,
+    )
     cond = adapter.encode_prompts(list(prompts.prompts)).to(adapter.device, dtype)
     z = prompts.noise(tuple(adapter.latent_shape)).to(adapter.device, dtype)  # CPU draws: any device
     return adapter.decode(sampler(cond, z)).float().cpu()

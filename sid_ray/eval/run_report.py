@@ -99,7 +99,7 @@ def evaluate_run(
     if not checkpoints:
         raise FileNotFoundError(f"no checkpoint under {checkpoint_folder} holds an exported generator")
     out_dir.mkdir(parents=True, exist_ok=True)
-    K = config.sid.num_steps
+    K, shift = config.sid.num_steps, config.sid.rollout_time_shift
     guidance = config.sid.teacher_guidance
     rows, images = [], {}
     samplers = [
@@ -110,7 +110,8 @@ def evaluate_run(
     ]
     final = load_generator(adapter, checkpoints[-1][1], fs)
     samplers += [
-        (f"SiD student (K={K})", k, generator_sampler(final, k, K, seed=config.eval.seed)) for k in (1, K)
+        (f"SiD student (K={K})", k, generator_sampler(final, k, K, seed=config.eval.seed, time_shift=shift))
+        for k in (1, K)
     ]
     for name, steps, sampler in samplers:
         log(f"evaluating {name}, {steps} step(s), {len(prompts)} samples ...")
@@ -145,11 +146,17 @@ def evaluate_run(
 def _curve_points(config: RunConfig, adapter, checkpoints, final, prompts, metrics, log, fs) -> list[dict]:
     """The K-step student of every checkpoint: kimg, FID and alignment (`final` is the last one's)."""
     K = config.sid.num_steps
+    shift = config.sid.rollout_time_shift
     points = []
     for kimg, weights, _ in checkpoints:
         generator = final if weights == checkpoints[-1][1] else load_generator(adapter, weights, fs)
         row, _ = evaluate_sampler(
-            "student", adapter, generator_sampler(generator, K, K, seed=config.eval.seed), K, prompts, metrics
+            "student",
+            adapter,
+            generator_sampler(generator, K, K, seed=config.eval.seed, time_shift=shift),
+            K,
+            prompts,
+            metrics,
         )
         points.append({"kimg": kimg, "fid": row.fid, "alignment": row.alignment})
         log(f"  checkpoint {kimg:8.3f} kimg: FID {row.fid:.3f}, {metrics.alignment_name} {row.alignment:.2f}")

@@ -35,24 +35,42 @@ def worst_relative_mass_error(
     return float(((masses - weights.double()).abs() / weights.double()).max())
 
 
-def per_step_samples(generator, num_steps: int, cond, dim: int, seed: int) -> list[torch.Tensor]:
+def per_step_samples(
+    generator, num_steps: int, cond, dim: int, seed: int, time_shift: float = 1.0
+) -> list[torch.Tensor]:
     """The k-step outputs of a K = `num_steps` generator for every k = 1..K, from the same seeded
     noise: what each intermediate step of the few-step roll-out gives (SID.md 3)."""
-    return [_rollout_samples(generator, k, num_steps, cond, dim, seed) for k in range(1, num_steps + 1)]
+    return [
+        _rollout_samples(generator, k, num_steps, cond, dim, seed, time_shift)
+        for k in range(1, num_steps + 1)
+    ]
 
 
-def generator_samples(generator, num_steps: int, cond, dim: int, seed: int) -> torch.Tensor:
-    """K-step SiD roll-out of a (toy) generator from seeded noise, no CFG (SID.md 3, 5)."""
-    return _rollout_samples(generator, num_steps, num_steps, cond, dim, seed)
+def generator_samples(
+    generator, num_steps: int, cond, dim: int, seed: int, time_shift: float = 1.0
+) -> torch.Tensor:
+    """K-step SiD roll-out of a (toy) generator from seeded noise, no CFG (SID.md 3, 5), at the
+    roll-out times shifted by `time_shift` (the run's `sid.rollout_time_shift`)."""
+    return _rollout_samples(generator, num_steps, num_steps, cond, dim, seed, time_shift)
 
 
-def _rollout_samples(generator, k: int, num_steps: int, cond, dim: int, seed: int) -> torch.Tensor:
+def _rollout_samples(
+    generator, k: int, num_steps: int, cond, dim: int, seed: int, time_shift: float
+) -> torch.Tensor:
     from sid_ray.sid.rollout import rollout
 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(cond.batch_size, dim, generator=g)
     with torch.no_grad():
-        return rollout(lambda x, t: generator.guided_velocity(x, t, cond, 1.0), z, k, num_steps, "fresh", g)
+        return rollout(
+            lambda x, t: generator.guided_velocity(x, t, cond, 1.0),
+            z,
+            k,
+            num_steps,
+            "fresh",
+            g,
+            time_shift=time_shift,
+        )
 
 
 def teacher_euler_samples(

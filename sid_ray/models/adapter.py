@@ -119,6 +119,9 @@ class TeacherAdapter(ABC):
         """Images in [0, 1], (B, 3, H, W) -> latents in the velocity's layout."""
         raise NotImplementedError(f"{type(self).__name__} has no image encoder")
 
-    def export(self, generator: FlowModel, folder: str | Path, num_steps: int) -> Path:
-        """Write the generator as a folder stock diffusers loads and samples in `num_steps` steps."""
+    def export(
+        self, generator: FlowModel, folder: str | Path, num_steps: int, time_shift: float = 1.0
+    ) -> Path:
+        """Write the generator as a folder stock diffusers loads and samples in `num_steps` steps at
+        the roll-out times shifted by `time_shift` (`sid.rollout_time_shift`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot export")

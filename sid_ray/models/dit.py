@@ -474,12 +474,14 @@ class DiTAdapter(TeacherAdapter):
         num_steps: int,
         gather: Gather = no_gather,
         write: bool = True,
+        time_shift: float = 1.0,
     ) -> Path:
         """A stock pipeline folder sampling G's K-step roll-out (see `sid_ray.models.export`).
 
         A ZeRO-3 partitioned G is exported by all ranks together (sid_ray.train.checkpoint):
         `gather` gathers its parameters, and the ranks with `write=False` only take part in the
-        gathers (they iterate the same stream and write nothing).
+        gathers (they iterate the same stream and write nothing). `time_shift` is the roll-out
+        times' shift G was trained with (`sid.rollout_time_shift`).
         """
         transformer = self.export_transformer(generator, gather)
         if not write:
@@ -495,6 +497,7 @@ class DiTAdapter(TeacherAdapter):
             teacher=self.config.name,
             call_arguments=self.export_call_arguments(),
             step_noise_source=self.step_noise_source,
+            time_shift=time_shift,
         )
 
     def export_call_arguments(self) -> dict[str, Any]:

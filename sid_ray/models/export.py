@@ -16,6 +16,11 @@ The times must be exactly 1 - i/K whatever the pipeline passes:
   passes sigmas linspace(1, 1/K, K) (left unchanged); pipelines that let the scheduler choose
   (SD3) get linspace(1, 0.001, K), which the stretch maps to linspace(1, 1/K, K) = 1 - i/K.
 `check_rollout_schedule` verifies both at export time.
+A generator trained at shifted times (`sid.rollout_time_shift` s: t_i = s u / (1 + (s - 1) u), u = 1 - i/K)
+gets `shift=s` and `shift_terminal` = its last time: the scheduler shifts FluxPipeline's
+linspace(1, 1/K, K) to exactly the trained times, and the stretch is then the identity. The other
+path cannot be made exact (the scheduler shifts its default range once at construction and once
+more per call), so the README's call passes `sigmas=linspace(1, 1/K, K)` for every pipeline.
 
 Noise (drawn in fp32, the scheduler upcasts) depends on the pipeline, so each family adapter
 says where it comes from (`DiTAdapter.step_noise_source`) and the README tells users how to seed:
@@ -81,23 +86,33 @@ class StreamedTransformer:
     tensors: Iterable[tuple[str, torch.Tensor]]
 
 
-def rollout_scheduler(num_steps: int) -> FlowMatchEulerDiscreteScheduler:
+def rollout_scheduler(num_steps: int, time_shift: float = 1.0) -> FlowMatchEulerDiscreteScheduler:
     """A stock scheduler whose K-step sampling is the SiD roll-out (see the module docstring)."""
     return FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000,
-        shift=1.0,
+        shift=time_shift,
         use_dynamic_shifting=False,
         stochastic_sampling=True,
         # K = 1: the default schedule is already [1]; the stretch would divide by 1 - 1/K = 0
-        shift_terminal=1.0 / num_steps if num_steps > 1 else None,
+        shift_terminal=rollout_times(num_steps, time_shift)[-1] if num_steps > 1 else None,
     )
 
 
-def check_rollout_schedule(scheduler: FlowMatchEulerDiscreteScheduler, num_steps: int) -> None:
-    """Raise if the scheduler's K-step sigmas differ from t_i = 1 - i/K (then 0)."""
-    expected = torch.tensor([*rollout_times(num_steps), 0.0])
-    flux_sigmas = np.linspace(1.0, 1 / num_steps, num_steps)
-    for kwargs in ({"num_inference_steps": num_steps}, {"sigmas": flux_sigmas}):
+def pipeline_sigmas(num_steps: int) -> list[float]:
+    """The sigmas FluxPipeline passes by default, linspace(1, 1/K, K), before the scheduler's shift."""
+    return np.linspace(1.0, 1 / num_steps, num_steps).tolist()
+
+
+def check_rollout_schedule(
+    scheduler: FlowMatchEulerDiscreteScheduler, num_steps: int, time_shift: float = 1.0
+) -> None:
+    """Raise if the scheduler's K-step sigmas differ from the roll-out times (then 0): for the
+    default call and for `sigmas=pipeline_sigmas(K)`, or only the latter for a shifted schedule."""
+    expected = torch.tensor([*rollout_times(num_steps, time_shift), 0.0])
+    calls = [{"sigmas": pipeline_sigmas(num_steps)}]
+    if time_shift == 1.0:
+        calls.append({"num_inference_steps": num_steps})
+    for kwargs in calls:
         scheduler.set_timesteps(**kwargs)
         if not torch.allclose(scheduler.sigmas.float(), expected, atol=1e-6):
             raise RuntimeError(
@@ -117,8 +132,8 @@ pipe = {pipeline}.from_pretrained("<this folder>", torch_dtype=torch.bfloat16)
 {seeding}
 image = pipe(prompt, num_inference_steps={num_steps}{extra}).images[0]
 ```
-The scheduler (`FlowMatchEulerDiscreteScheduler`, stochastic_sampling=True, shift_terminal=1/{num_steps})
-samples at t = 1 - i/{num_steps} with fresh noise at every step, as the generator was trained.
+The scheduler (`FlowMatchEulerDiscreteScheduler`, stochastic_sampling=True, {scheduler_settings})
+samples at t = {times} with fresh noise at every step, as the generator was trained.
 """
 
 # step_noise_source -> (the seeding line, arguments the call needs for it)
@@ -145,22 +160,23 @@ def write_pipeline_folder(
     teacher: str = "",
     call_arguments: dict[str, Any] | None = None,
     step_noise_source: str = "global",
+    time_shift: float = 1.0,
 ) -> Path:
     """Save a `pipeline_class` folder: G's streamed transformer, the roll-out scheduler, the other
     `components` (vae, text encoders, tokenizers) and a usage README.
 
     Any "transformer" or "scheduler" entry of `components` is replaced. `call_arguments` are the
     call's keyword arguments that the README writes out; `step_noise_source` ("global" or "call") says how the pipeline
-    seeds its per-step noise (see the module docstring). The transformer is written first: it is
+    seeds its per-step noise (see the module docstring); `time_shift` is `sid.rollout_time_shift`,
+    the training times' shift (1: t = 1 - i/K). The transformer is written first: it is
     the part a ZeRO-3 export gathers collectively, so the other ranks wait the least.
     """
     if step_noise_source not in SEEDING:
         raise ValueError(f"step_noise_source must be one of {list(SEEDING)}, got {step_noise_source!r}")
     folder = Path(folder)
-    scheduler = rollout_scheduler(num_steps)
-    check_rollout_schedule(
-        scheduler, num_steps
-    )  # only set_timesteps state changes; the config saved is as built
+    scheduler = rollout_scheduler(num_steps, time_shift)
+    # only set_timesteps state changes; the config saved is as built
+    check_rollout_schedule(scheduler, num_steps, time_shift)
     write_transformer(transformer, folder / "transformer")
     pipe = pipeline_class(**{**components, "transformer": None, "scheduler": scheduler})
     # save_pretrained warns that transformer=None "cannot be saved": it was written above
@@ -168,13 +184,18 @@ def write_pipeline_folder(
         pipe.save_pretrained(folder, safe_serialization=True)
     _name_component(folder, "transformer", transformer.class_name)
     seeding, seed_argument = SEEDING[step_noise_source]
+    arguments = dict(call_arguments or {})
+    if time_shift != 1.0:  # only FluxPipeline's default sigmas reach the shifted times; pass them always
+        arguments["sigmas"] = pipeline_sigmas(num_steps)
     name = pipeline_class.__name__
     readme = USAGE.format(
         num_steps=num_steps,
         teacher=teacher,
         pipeline=name,
         seeding=seeding.format(pipeline=name),
-        extra=seed_argument + "".join(f", {k}={v!r}" for k, v in (call_arguments or {}).items()),
+        extra=seed_argument + "".join(f", {k}={v!r}" for k, v in arguments.items()),
+        scheduler_settings=f"shift={time_shift}, shift_terminal={scheduler.config.shift_terminal}",
+        times=", ".join(f"{t:.4g}" for t in rollout_times(num_steps, time_shift)),
     )
     (folder / "README.md").write_text(readme)
     return folder

@@ -67,8 +67,10 @@ def sid_sample(
     guidance: float = 1.0,
     noise: str = "fresh",
     generator: torch.Generator | None = None,
+    time_shift: float = 1.0,
 ) -> torch.Tensor:
-    """The K-step generator's sample from noise z (SID.md 3, k = K), x0 in the velocity's layout.
+    """The K-step generator's sample from noise z (SID.md 3, k = K), x0 in the velocity's layout,
+    at the roll-out times shifted by `time_shift` (the run's `sid.rollout_time_shift`).
 
     Fresh noise comes from `generator` (None: torch's global generator, which is what a stock
     diffusers pipeline with a stochastic flow scheduler draws from; see `sid_ray.models.export`).
@@ -78,4 +80,4 @@ def sid_sample(
     def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return model.guided_velocity(x_t, t, cond, guidance)
 
-    return rollout(velocity, z, num_steps, num_steps, noise=noise, generator=generator)
+    return rollout(velocity, z, num_steps, num_steps, noise=noise, generator=generator, time_shift=time_shift)

@@ -2,7 +2,8 @@
 
 x0_hat = 0; for i < k: t_i = 1 - i/K, x_{t_i} = (1 - t_i) x0_hat + t_i eps_i,
 x0_hat = x_{t_i} - t_i G(x_{t_i}, t_i, c).  Only the last step carries a gradient, unless a
-share of it is let back through the earlier steps (`earlier_steps_gradient`).
+share of it is let back through the earlier steps (`earlier_steps_gradient`). A time shift s
+moves the times to s u / (1 + (s - 1) u) with u = 1 - i/K (`rollout_times`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from sid_ray.sid.flow import gaussian_noise, interpolate, x0_from_velocity
 NOISE_MODES = ("fresh", "fixed", "ddim")
 
 
-def rollout_times(num_steps: int) -> list[float]:
-    """t_i = 1 - i/K for i = 0..K-1 (1, 0.75, 0.5, 0.25 for K = 4)."""
-    return [1.0 - i / num_steps for i in range(num_steps)]
+def rollout_times(num_steps: int, shift: float = 1.0) -> list[float]:
+    """t_i = s u_i / (1 + (s - 1) u_i) with u_i = 1 - i/K, for i = 0..K-1.
+
+    s = 1 (SID.md): 1, 0.75, 0.5, 0.25 for K = 4. s < 1 moves the later steps toward the data
+    (s = 0.5: 1, 0.6, 0.33, 0.14), so the last step has less left to decide; it is SD3's time
+    shift, the one diffusers' FlowMatchEulerDiscreteScheduler applies (`shift`), which lets the
+    exports sample at the same times (sid_ray.models.export).
+    """
+    if shift <= 0:
+        raise ValueError(f"the roll-out time shift must be positive, got {shift}")
+    uniform = [1.0 - i / num_steps for i in range(num_steps)]
+    if shift == 1.0:
+        return uniform
+    return [shift * u / (1 + (shift - 1) * u) for u in uniform]
 
 
 K_LAWS = ("uniform", "last")
@@ -73,6 +85,7 @@ def rollout(
     grad_last_step: bool = False,
     earlier_steps_gradient: float = 0.0,
     earlier_steps_recompute: bool = False,
+    time_shift: float = 1.0,
 ) -> torch.Tensor:
     """Run k = `num_steps` steps of the K = `max_steps` step generator from noise z.
 
@@ -83,13 +96,14 @@ def rollout(
     them, scaled by that share at each earlier step's output (the forward values are unchanged;
     the roll-out's activations are then kept for all k steps, not one, unless
     `earlier_steps_recompute`: then each earlier step keeps only its input and its forward runs
-    again in the backward, so the steps' activations live one at a time).
+    again in the backward, so the steps' activations live one at a time). The steps run at
+    `rollout_times(max_steps, time_shift)`.
     """
     if not 1 <= num_steps <= max_steps:
         raise ValueError(f"num_steps must be in 1..{max_steps}, got {num_steps}")
     if noise not in NOISE_MODES:
         raise ValueError(f"unknown roll-out noise {noise!r}; valid: {list(NOISE_MODES)}")
-    times = rollout_times(max_steps)
+    times = rollout_times(max_steps, time_shift)
     batch = z.shape[0]
     x0_hat = torch.zeros_like(z)
     eps, x_t = z, z

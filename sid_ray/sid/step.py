@@ -51,6 +51,7 @@ class SiDSettings:
     k_law: str  # how k in 1..K is drawn: "uniform" (SID.md 3) or "last" (always K)
     k_block: int  # iterations in a row that share one k (1 = a fresh k every iteration)
     rollout_noise: str
+    rollout_time_shift: float  # s of the roll-out times (1 = SID.md's t_i = 1 - i/K)
     # share of G's gradient that flows back through the roll-out's earlier steps (0 = SID.md)
     earlier_steps_gradient: float
     earlier_steps_recompute: bool  # recompute those steps in the backward instead of keeping them
@@ -138,6 +139,7 @@ def _draw_rollout(generator: VelocityModel, mb: MicroBatch, settings: SiDSetting
         grad_last_step=grad,
         earlier_steps_gradient=settings.earlier_steps_gradient,
         earlier_steps_recompute=settings.earlier_steps_recompute,
+        time_shift=settings.rollout_time_shift,
     )
 
 

@@ -198,5 +198,12 @@ def export_generator(
             target = pipeline_folder or out / PIPELINE_DIR
             if rank == 0:  # a resumed run's export replaces the last one whole (its shard count may differ)
                 shutil.rmtree(target, ignore_errors=True)
-            adapter.export(module, target, config.sid.num_steps, gather=zero3_gather, write=rank == 0)
+            adapter.export(
+                module,
+                target,
+                config.sid.num_steps,
+                gather=zero3_gather,
+                write=rank == 0,
+                time_shift=config.sid.rollout_time_shift,
+            )
     return out if rank == 0 else None

@@ -82,6 +82,7 @@ def test_overrides_are_parsed_to_the_field_type():
             "sid.earlier_steps_gradient=-0.1",
             r"sid.earlier_steps_gradient: must be in \[0, 1\], got -0.1",
         ),
+        ("sid.rollout_time_shift=0", "sid.rollout_time_shift: must be positive, got 0"),
         ("sid", "expected dotted.path=value"),
         ("model=x", "is a section"),
     ],

@@ -16,6 +16,7 @@ from sid_ray.config.schema import LoraConfig, ModelConfig, RunConfig, SiDConfig
 from sid_ray.models.flux import FluxAdapter
 from sid_ray.models.registry import build_adapter
 from sid_ray.models.sampling import sid_sample
+from sid_ray.sid import rollout_times
 
 PROMPTS = ["a red cat", "two dogs"]
 K = 4
@@ -101,11 +102,19 @@ def test_exported_scheduler_times_are_the_rollout_times(tmp_path):
 
     for k in (1, 2, 4, 8):
         check_rollout_schedule(rollout_scheduler(k), k)  # raises if not 1 - i/K
+        for shift in (0.5, 3.0):  # raises if FluxPipeline's sigmas do not reach the shifted times
+            check_rollout_schedule(rollout_scheduler(k, shift), k, shift)
     rollout_scheduler(4).save_pretrained(tmp_path)
     loaded = FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path)
     loaded.set_timesteps(4)
     torch.testing.assert_close(loaded.sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
     assert loaded.config.stochastic_sampling
+    # a shifted schedule: FluxPipeline's default sigmas reach exactly the roll-out's times
+    rollout_scheduler(4, 0.5).save_pretrained(tmp_path / "shifted")
+    loaded = FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path / "shifted")
+    loaded.set_timesteps(sigmas=[1.0, 0.75, 0.5, 0.25])
+    torch.testing.assert_close(loaded.sigmas, torch.tensor([*rollout_times(4, 0.5), 0.0]))
+    assert rollout_times(4, 0.5) == pytest.approx([1.0, 0.6, 1 / 3, 1 / 7])
 
 
 def test_export_without_the_runs_sid_section_warns(tiny_flux_folder, tmp_path):

@@ -204,21 +204,34 @@ def perturbed_generator(adapter: SD3Adapter, seed: int = 7):
     return generator
 
 
-def test_export_samples_with_stock_pipeline(adapter, tmp_path):
+# time shift 0.5: G trained at t = 1, .6, .33, .14 (sid.rollout_time_shift); this pipeline reaches
+# those times only with the README's sigmas (sid_ray.models.export), which the call here passes
+@pytest.mark.parametrize("time_shift", [1.0, 0.5])
+def test_export_samples_with_stock_pipeline(adapter, tmp_path, time_shift):
     steps, seed, prompt = 4, 11, PROMPTS[0]
     generator = perturbed_generator(adapter)
-    folder = adapter.export(generator, tmp_path / "exported", num_steps=steps)
+    folder = adapter.export(generator, tmp_path / "exported", num_steps=steps, time_shift=time_shift)
     readme = (folder / "README.md").read_text()  # this pipeline's step noise: the global generator
     assert "torch.manual_seed(0)" in readme and "generator=" not in readme
-    stock = run_stock_pipeline(folder, "StableDiffusion3Pipeline", prompt, steps, RESOLUTION, seed, tmp_path)
+    call = {}
+    if time_shift != 1.0:
+        assert "sigmas=[1.0, 0.75, 0.5, 0.25]" in readme and "t = 1, 0.6, 0.3333, 0.1429" in readme, readme
+        call["sigmas"] = [1.0, 0.75, 0.5, 0.25]
+    stock = run_stock_pipeline(
+        folder, "StableDiffusion3Pipeline", prompt, steps, RESOLUTION, seed, tmp_path, call_arguments=call
+    )
 
     cond = adapter.encode_prompts([prompt])
     z = torch.randn((1, *adapter.latent_shape), generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)  # the pipeline's scheduler draws each step's fresh noise from the global RNG
-    ours = sid_sample(generator, z, cond, num_steps=steps, guidance=1.0)
+    ours = sid_sample(generator, z, cond, num_steps=steps, guidance=1.0, time_shift=time_shift)
     images = adapter.decode(ours)
     assert (ours - stock["latent"]).abs().max().item() <= 1e-4
     assert (images - stock["pt"]).abs().max().item() <= 1e-4
     torch.manual_seed(seed)
-    teacher_x0 = sid_sample(adapter.teacher, z, cond, num_steps=steps, guidance=1.0)
+    teacher_x0 = sid_sample(adapter.teacher, z, cond, num_steps=steps, guidance=1.0, time_shift=time_shift)
     assert (teacher_x0 - stock["latent"]).abs().max() > 1e-2  # the folder holds G, not T
+    if time_shift != 1.0:  # and G at the unshifted times is another sample: the times reached the call
+        torch.manual_seed(seed)
+        unshifted = sid_sample(generator, z, cond, num_steps=steps, guidance=1.0)
+        assert (unshifted - stock["latent"]).abs().max() > 1e-2

@@ -12,6 +12,28 @@ def test_rollout_times():
     assert rollout_times(4) == [1.0, 0.75, 0.5, 0.25]
 
 
+def test_shifted_rollout_times_are_sd3s_shift():
+    # s u / (1 + (s - 1) u): s = 0.5 moves the later steps toward the data, s > 1 away from it
+    assert rollout_times(4, 0.5) == pytest.approx([1.0, 0.6, 1 / 3, 1 / 7])
+    assert rollout_times(2, 3.0) == pytest.approx([1.0, 0.75])
+    assert rollout_times(1, 0.5) == [1.0]
+    with pytest.raises(ValueError, match="must be positive"):
+        rollout_times(4, 0.0)
+
+
+def test_shifted_rollout_calls_the_model_at_the_shifted_times():
+    model = Recorder()
+    z = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = rollout(model, z, 3, 4, "fixed", time_shift=0.5)
+    assert [c[1] for c in model.calls] == pytest.approx([1.0, 0.6, 1 / 3])
+    with torch.no_grad():  # SID.md 3's step at those times
+        x0 = torch.zeros_like(z)
+        for t in rollout_times(4, 0.5)[:3]:
+            x_t = (1 - t) * x0 + t * z
+            x0 = x_t - t * Recorder()(x_t, torch.full((3,), t, dtype=z.dtype))
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-12)
+
+
 class Recorder(torch.nn.Module):
     """v = W x, recording whether each call builds a graph."""
 

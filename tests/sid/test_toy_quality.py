@@ -41,7 +41,9 @@ def test_sid_student_recovers_every_mode_and_beats_4_step_euler(references, num_
     # the recipe (configs/gmm_ring.yaml) on one process, the same for both students
     config = toy_config(num_steps)
     result = run_local(config, prompts=UNCONDITIONAL, log=None, write_config=False)
-    samples = generator_samples(result.generator, num_steps, null, 2, seed=1)
+    samples = generator_samples(
+        result.generator, num_steps, null, 2, seed=1, time_shift=config.sid.rollout_time_shift
+    )
     distance = energy_distance(samples, truth)
     error = worst_relative_mass_error(samples, adapter.mixture, adapter.mixture.marginal_weights)
     print(
@@ -55,12 +57,14 @@ def test_sid_student_recovers_every_mode_and_beats_4_step_euler(references, num_
 def test_teacher_guidance_concentrates_samples_on_the_prompted_mode(references):
     adapter = references[0]
     classes = [f"mode {c}" for c in range(8)]
-    result = run_local(
-        toy_config(4, 150, ["sid.teacher_guidance=2.0"]), prompts=classes, log=None, write_config=False
-    )
+    config = toy_config(4, 150, ["sid.teacher_guidance=2.0"])
+    result = run_local(config, prompts=classes, log=None, write_config=False)
+    shift = config.sid.rollout_time_shift
     for label in (0, 5):
         cond = label_conditioning(torch.full((SAMPLES,), label), 8)
-        student = mode_masses(generator_samples(result.generator, 4, cond, 2, seed=2), adapter.mixture)[label]
+        student = mode_masses(generator_samples(result.generator, 4, cond, 2, 2, shift), adapter.mixture)[
+            label
+        ]
         guided = mode_masses(teacher_euler_samples(adapter.teacher, 32, cond, 2, 2, 2.0), adapter.mixture)[
             label
         ]

@@ -24,13 +24,15 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 # the few-step recipe of configs/gmm_ring.yaml: every G update runs all K steps and a share of its
-# gradient flows back through the earlier ones, recomputed in the backward under ZeRO-3's gathers
+# gradient flows back through the earlier ones, recomputed in the backward under ZeRO-3's gathers,
+# at the recipe's shifted roll-out times
 FEW_STEP_RECIPE = (
     "sid.num_steps=4",
     "sid.k_law=last",
     "sid.earlier_steps_gradient=0.2",
     "sid.weighting=1/t",
     "sid.fake_updates=2",
+    "sid.rollout_time_shift=0.6",
 )
 
 

@@ -59,7 +59,7 @@ def test_two_zero3_workers_meet_the_quality_bar(ray_cluster, tmp_path):
     null = torch.full((SAMPLES,), mixture.num_classes)
     cond = label_conditioning(null, mixture.num_classes)
     truth = mixture.sample(null, torch.Generator().manual_seed(99)).float()
-    student = generator_samples(generator, 4, cond, mixture.dim, 1)
+    student = generator_samples(generator, 4, cond, mixture.dim, 1, config.sid.rollout_time_shift)
     euler4 = teacher_euler_samples(adapter.teacher, 4, cond, mixture.dim, 1)
     student_ed, euler_ed = energy_distance(student, truth), energy_distance(euler4, truth)
     mass_error = worst_relative_mass_error(student, mixture, mixture.marginal_weights)

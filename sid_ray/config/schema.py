@@ -161,10 +161,10 @@ class SiDConfig:
     rollout_time_shift: float = option(
         1.0,
         "s: the roll-out's step times are s u / (1 + (s - 1) u) with u = 1 - i/K (SD3's time "
-        "shift; 1 = SID.md). Below 1 the later steps sit nearer the data (0.5, K = 4: t = 1, 0.6, "
-        "0.33, 0.14): on the exact teachers a 4-step G then leaves fewer samples between modes, "
-        "but loses distance on gmm-d3 (benchmarks/results/2026-12-03-few-step-probes.md). "
-        "Evaluation, sampling and the exported pipeline use the same times",
+        "shift; 1 = SID.md). Below 1 the later steps sit nearer the data (0.6, K = 4: t = 1, 0.64, "
+        "0.38, 0.17): on the exact teachers a 4-step G then leaves fewer samples between modes "
+        "(configs/gmm_ring.yaml: 0.6; 0.5 widened gmm-d3's modes; benchmarks/results/"
+        "2026-12-03-few-step-probes.md). Evaluation, sampling and the exported pipeline use the same times",
     )
     rollout_noise: Literal["fresh", "fixed", "ddim"] = option(
         "fresh",

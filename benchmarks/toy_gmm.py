@@ -66,6 +66,13 @@ def references(adapter, samples: int):
     return label_conditioning(null, mixture.num_classes), truth, other
 
 
+def load_saved_student(spec: str) -> tuple[str, int, float, torch.nn.Module]:
+    """(path, K, roll-out time shift, generator) of a `torch.save`d toy student named
+    FILE:STEPS[:SHIFT] (the form toy_students_compare.py and toy_mode_tails.py take)."""
+    path, steps, *shift = spec.split(":")
+    return path, int(steps), float(shift[0]) if shift else 1.0, torch.load(path, weights_only=False)
+
+
 def per_step_distances(
     generator, num_steps: int, cond, truth: torch.Tensor, time_shift: float = 1.0
 ) -> tuple[list[float], float]:

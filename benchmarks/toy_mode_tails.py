@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.toy_gmm import toy_config  # noqa: E402
+from benchmarks.toy_gmm import load_saved_student, toy_config  # noqa: E402
 from sid_ray.eval.toy_metrics import generator_samples  # noqa: E402
 from sid_ray.models.registry import build_adapter  # noqa: E402
 from sid_ray.toys.gaussian_mixture import GaussianMixture, label_conditioning  # noqa: E402
@@ -83,11 +83,8 @@ def main() -> None:
     cond = label_conditioning(null, mixture.num_classes)
     print(tail_report("exact", mixture.sample(null, torch.Generator().manual_seed(SAMPLE_SEED)), mixture))
     for spec in args.generators:
-        path, steps, *shift = spec.split(":")
-        generator = torch.load(path, weights_only=False)
-        samples = generator_samples(
-            generator, int(steps), cond, mixture.dim, SAMPLE_SEED, float(shift[0]) if shift else 1.0
-        )
+        path, steps, shift, generator = load_saved_student(spec)
+        samples = generator_samples(generator, steps, cond, mixture.dim, SAMPLE_SEED, shift)
         print(tail_report(f"{Path(path).name} ({steps}-step)", samples, mixture))
 
 

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.toy_gmm import toy_config  # noqa: E402
+from benchmarks.toy_gmm import load_saved_student, toy_config  # noqa: E402
 from sid_ray.eval.toy_metrics import (  # noqa: E402
     energy_distance,
     generator_samples,
@@ -56,12 +56,7 @@ def main() -> None:
     mixture = adapter.mixture
     null = torch.full((args.samples,), mixture.num_classes)
     cond = label_conditioning(null, mixture.num_classes)
-    students = []
-    for spec in args.generators:
-        name, steps, *shift = spec.split(":")
-        students.append(
-            (name, int(steps), float(shift[0]) if shift else 1.0, torch.load(name, weights_only=False))
-        )
+    students = [load_saved_student(spec) for spec in args.generators]
     rows: dict[str, dict[str, list[float]]] = {}
     for draw in range(args.draws):
         truth = mixture.sample(null, torch.Generator().manual_seed(1000 + draw)).float()
